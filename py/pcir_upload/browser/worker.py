@@ -1,0 +1,95 @@
+"""What the page's Python worker offers the page: scan a disc, contribute it, forget it.
+
+The page (main thread, JavaScript) lists the chosen folder as [{path, file}] and hands the
+File objects over; only references cross, never contents. Progress goes back through
+`window.pcirProgress`. Errors come back as plain words for the patient plus the technical
+detail for whoever helps them, never as an exception the page would have to interpret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import traceback
+from typing import Any
+
+import js
+from pyscript import window
+
+from ..contribution import Progress, contribute
+from ..disc import DiscFile, relative_path
+from ..discovery import scan_disc
+from ..tus import UploadError
+from .fetch import FetchTransport
+from .files import BrowserDisc
+from .webcrypto import WebCrypto
+
+class _Disc:
+    """The disc in hand: its listing, its File objects and what the scan found."""
+
+    def __init__(self, listing: list[DiscFile], files: dict[str, Any], summary: dict[str, Any]):
+        self.listing = listing
+        self.files = files
+        self.summary = summary
+
+
+_disc: _Disc | None = None
+
+
+def _failure(message: str) -> str:
+    return json.dumps({"error": message, "detail": traceback.format_exc()})
+
+
+async def scan(entries: Any) -> str:
+    """Take the page's listing of the chosen folder; answer with the summary as JSON."""
+    global _disc
+    _disc = None
+    try:
+        files: dict[str, Any] = {}
+        for i in range(entries.length):
+            entry = entries[i]
+            files[relative_path(str(entry.path))] = entry.file
+        listing = sorted((DiscFile(p, int(f.size)) for p, f in files.items()), key=lambda d: d.path)
+        summary = (await scan_disc(listing, BrowserDisc(files))).to_json()
+    except Exception:
+        return _failure("The folder could not be read. Please try choosing it again.")
+    _disc = _Disc(listing, files, summary)
+    return json.dumps({"summary": summary})
+
+
+def _report(progress: Progress) -> None:
+    window.pcirProgress(json.dumps(progress.to_json()))
+
+
+async def contribute_disc(options: str) -> str:
+    """Package, seal and upload the scanned disc; answer with the receipt as JSON."""
+    global _disc
+    disc = _disc
+    if disc is None:
+        return json.dumps({"error": "Please choose the disc first."})
+    try:
+        chosen = json.loads(options)
+        origin = str(js.location.origin)
+        response = await js.fetch(origin + "/api/config", js.Object.fromEntries([["cache", "no-store"]]))
+        if not response.ok:
+            return json.dumps({"error": "The repository is not answering right now. Please try again later."})
+        config = json.loads(await response.text())
+        public_key = base64.urlsafe_b64decode(config["public_key"] + "==")
+        receipt = await contribute(
+            listing=disc.listing,
+            reader=BrowserDisc(disc.files),
+            manifest={"terms": chosen["terms"], "summary": disc.summary},
+            public_key=public_key,
+            primitives=WebCrypto(),
+            transport=FetchTransport(),
+            endpoint=origin + config["upload_endpoint"],
+            on_progress=_report,
+        )
+    except UploadError as exc:
+        return _failure(str(exc))
+    except Exception:
+        return _failure("Something went wrong while sending. Nothing was lost; please try again.")
+    # Done: drop every reference to the disc's files, so nothing of it lingers in the worker.
+    # After a failure the disc stays in hand, so that "try again" needs no new choice.
+    _disc = None
+    return json.dumps({"receipt": receipt.to_json()})

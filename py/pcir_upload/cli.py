@@ -1,0 +1,105 @@
+"""`pcir-upload`: the repository operator's commands (keygen, serve, unpack)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, keygen, load_private_key, load_public_key_raw
+
+
+def _site_dir() -> Path:
+    """The built page: $PCIR_SITE, else dist/ of the source tree this package runs from."""
+    configured = os.environ.get("PCIR_SITE")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "dist"
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    try:
+        private_path, public_path = keygen(args.out)
+    except FileExistsError as exc:
+        print(f"pcir-upload keygen: {exc}", file=sys.stderr)
+        return 1
+    print(f"private key: {private_path} (keep it secret; it opens every contribution)")
+    print(f"public key:  {public_path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.app import run
+
+    site = _site_dir()
+    if not (site / "index.html").is_file():
+        print(f"pcir-upload serve: the page is not built ({site}); run `python build.py`", file=sys.stderr)
+        return 1
+    public_key_path = args.public_key or args.data / PUBLIC_KEY_NAME
+    if args.public_key is None and not public_key_path.exists():
+        private_path, _ = keygen(args.data)
+        print(f"Created a new key pair. The private key is {private_path.resolve()}")
+        print("  Keep it safe, and better off this server: only `pcir-upload unpack` needs it.")
+    try:
+        public_key = load_public_key_raw(public_key_path)
+    except (OSError, ValueError) as exc:
+        print(f"pcir-upload serve: cannot use the public key {public_key_path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Serving the contribution page on http://{args.host}:{args.port}/ (data in {args.data.resolve()})")
+    run(args.data, site, public_key, args.host, args.port)
+    return 0
+
+
+def cmd_unpack(args: argparse.Namespace) -> int:
+    from .unpack import unpack_all
+
+    try:
+        private_key = load_private_key(args.private_key)
+    except (OSError, ValueError) as exc:
+        print(f"pcir-upload unpack: cannot use the private key {args.private_key}: {exc}", file=sys.stderr)
+        return 1
+    ok = unpack_all(args.data, private_key, args.out)
+    return 0 if ok else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="pcir-upload",
+        description="The repository side of pcir-upload: keys, the receiving server, unpacking.",
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("keygen", help="make the repository's key pair",
+                            description="Write DIR/private_key.pem (mode 0600) and DIR/public_key.pem (X25519).")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.set_defaults(run=cmd_keygen)
+
+    p = commands.add_parser("serve", help="serve the contribution page and receive uploads",
+                            description="Serve the contribution page and its upload endpoint. With no "
+                            "options: 127.0.0.1:8000, data in ./pcir-data, a key pair made there on first run.")
+    p.add_argument("--data", type=Path, default=Path("pcir-data"), metavar="DIR",
+                   help="where uploads (and, by default, the keys) are kept (default: ./pcir-data)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--public-key", type=Path, metavar="FILE",
+                   help=f"the public key the page seals to (default: DATA/{PUBLIC_KEY_NAME})")
+    p.set_defaults(run=cmd_serve)
+
+    p = commands.add_parser("unpack", help="decrypt, verify and unpack completed contributions",
+                            description="For every completed upload in DATA: OUT/<contribution id>/files/... "
+                            "and OUT/<contribution id>/manifest.json. Every chunk and every file's "
+                            "SHA-256 is verified; contributions already unpacked are skipped.")
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="the server's data folder")
+    p.add_argument("--private-key", type=Path, required=True, metavar="FILE",
+                   help=f"the repository's private key ({PRIVATE_KEY_NAME})")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
+    p.set_defaults(run=cmd_unpack)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

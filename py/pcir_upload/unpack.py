@@ -1,0 +1,251 @@
+"""The repository's side of a contribution: open the envelope, check everything, write the files.
+
+The public key is public, so anyone can upload a well-sealed contribution: everything read
+here is hostile until checked. Chunks must open with the private key, in order, under one
+contribution id, ending with the final chunk. Every archive entry must be named by the
+manifest, every path must stay inside the output folder, no entry may inflate past the size
+the manifest gives, and every file's SHA-256 must match. Work happens in a scratch folder
+that becomes `OUT/<contribution id>` by one rename only when all of it checked out, so a
+second run skips what is done and a failed run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cryptography.hazmat.primitives import hpke as pyca_hpke
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from .contribution import receipt_code
+from .envelope import HEADER_SIZE, ChunkHeader, EnvelopeError, read_chunks
+from .package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
+from .server.store import completed_uploads
+
+SUITE = pyca_hpke.Suite(
+    pyca_hpke.KEM.X25519, pyca_hpke.KDF.HKDF_SHA256, pyca_hpke.AEAD.AES_256_GCM
+)
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_FILES = 1_000_000
+_COPY_SIZE = 1024 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class UnpackError(Exception):
+    """A contribution that cannot be unpacked; the message says why."""
+
+
+@dataclass
+class Unpacked:
+    upload_id: str
+    contribution_id: str
+    code: str
+    files: int
+    bytes: int
+    unreadable: int
+    skipped: bool = False
+
+
+def open_envelope(upload: BinaryIO, private_key: x25519.X25519PrivateKey, sink: BinaryIO) -> bytes:
+    """Decrypt every chunk into `sink`; returns the contribution id. Raises UnpackError."""
+    contribution_id: bytes | None = None
+    expected_index, final_seen = 0, False
+    try:
+        for header, raw, message in read_chunks(upload):
+            if final_seen:
+                raise UnpackError("there is data after the final chunk")
+            if header.index != expected_index:
+                raise UnpackError(f"chunk {expected_index} is missing or out of order")
+            if contribution_id is None:
+                contribution_id = header.contribution_id
+            elif header.contribution_id != contribution_id:
+                raise UnpackError(f"chunk {header.index} belongs to another contribution")
+            try:
+                plaintext = SUITE.decrypt(message, private_key, info=raw)
+            except Exception:
+                raise UnpackError(
+                    f"chunk {header.index} does not open: it was altered, or sealed to another key"
+                ) from None
+            if not plaintext and header.index != 0:
+                raise UnpackError(f"chunk {header.index} is empty")
+            sink.write(plaintext)
+            final_seen = header.final
+            expected_index += 1
+    except EnvelopeError as exc:
+        raise UnpackError(str(exc)) from None
+    if contribution_id is None:
+        raise UnpackError("the upload is empty")
+    if not final_seen:
+        raise UnpackError("the contribution is cut short: its final chunk is missing")
+    return contribution_id
+
+
+def safe_path(path: Any) -> Path:
+    """A manifest path as a relative path that cannot leave the folder it is joined to."""
+    if not isinstance(path, str) or not path or len(path) > 4096:
+        raise UnpackError(f"bad file path {path!r}")
+    if path.startswith("/") or "\\" in path or _DRIVE.match(path):
+        raise UnpackError(f"file path {path!r} is not relative")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or any(ord(c) < 32 for c in part):
+            raise UnpackError(f"file path {path!r} is not allowed")
+    return Path(*parts)
+
+
+def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, dict[str, Any]]:
+    try:
+        info = archive.getinfo(MANIFEST_NAME)
+    except KeyError:
+        raise UnpackError("the package has no manifest") from None
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise UnpackError("the manifest is too large")
+    with archive.open(info) as f:
+        raw = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise UnpackError("the manifest is too large")
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise UnpackError("the manifest is not valid JSON") from None
+    if not isinstance(manifest, dict):
+        raise UnpackError("the manifest is not a JSON object")
+    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        raise UnpackError("the manifest is not a pcir-contribution version 1 manifest")
+    if manifest.get("contribution_id") != contribution_id.hex():
+        raise UnpackError("the manifest names another contribution than its envelope")
+    files = manifest.get("files")
+    if not isinstance(files, list) or len(files) > MAX_FILES:
+        raise UnpackError("the manifest's file list is missing or too long")
+    for record in files:
+        if not (
+            isinstance(record, dict)
+            and isinstance(record.get("size"), int) and record["size"] >= 0
+            and isinstance(record.get("sha256"), str) and _HEX64.fullmatch(record["sha256"])
+            and record.get("entry") == FILES_PREFIX + str(record.get("path"))
+        ):
+            raise UnpackError(f"the manifest has a malformed file record: {str(record)[:200]}")
+        safe_path(record["path"])
+    return raw, manifest
+
+
+def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path) -> None:
+    target = root / safe_path(record["path"])
+    try:
+        info = archive.getinfo(record["entry"])
+    except KeyError:
+        raise UnpackError(f"{record['path']}: listed in the manifest but not in the package") from None
+    if info.file_size != record["size"]:
+        raise UnpackError(f"{record['path']}: the package and the manifest disagree on its size")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest, written = hashlib.sha256(), 0
+    try:
+        with archive.open(info) as source, open(target, "xb") as sink:
+            # Read at most one byte past the promised size: an entry that inflates beyond
+            # it (a decompression bomb) is stopped there.
+            while written <= record["size"]:
+                block = source.read(min(_COPY_SIZE, record["size"] + 1 - written))
+                if not block:
+                    break
+                digest.update(block)
+                sink.write(block)
+                written += len(block)
+    except FileExistsError:
+        raise UnpackError(f"{record['path']}: the path occurs twice") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise UnpackError(f"{record['path']}: {exc}") from None
+    if written != record["size"] or digest.hexdigest() != record["sha256"]:
+        raise UnpackError(f"{record['path']}: its bytes do not match the manifest's SHA-256")
+
+
+def unpack_upload(
+    upload_id: str,
+    data_path: Path,
+    private_key: x25519.X25519PrivateKey,
+    out: Path,
+) -> Unpacked:
+    """Unpack one completed upload into `out/<contribution id>`; skips it if already there."""
+    with open(data_path, "rb") as upload:
+        first = upload.read(HEADER_SIZE)
+    try:
+        claimed = ChunkHeader.parse(first).contribution_id.hex()
+    except EnvelopeError as exc:
+        raise UnpackError(str(exc)) from None
+    final_dir = out / claimed
+    if final_dir.exists():
+        manifest = json.loads((final_dir / MANIFEST_NAME).read_bytes())
+        return _summary(upload_id, manifest, skipped=True)
+
+    work = out / f".unpacking-{upload_id}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "contribution" / "files").mkdir(parents=True)
+    try:
+        package_path = work / "package.zip"
+        with open(data_path, "rb") as upload, open(package_path, "wb") as sink:
+            contribution_id = open_envelope(upload, private_key, sink)
+        try:
+            archive = zipfile.ZipFile(package_path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UnpackError(f"the package is not a readable ZIP archive: {exc}") from None
+        with archive:
+            raw, manifest = _manifest(archive, contribution_id)
+            named = {record["entry"] for record in manifest["files"]} | {MANIFEST_NAME}
+            stray = [name for name in archive.namelist() if name not in named]
+            if stray:
+                raise UnpackError(f"the package holds entries the manifest does not list: {stray[:5]}")
+            if len(archive.namelist()) != len(set(archive.namelist())):
+                raise UnpackError("the package names an entry twice")
+            for record in manifest["files"]:
+                _extract(archive, record, work / "contribution" / "files")
+        (work / "contribution" / MANIFEST_NAME).write_bytes(raw)
+        os.replace(work / "contribution", out / contribution_id.hex())
+        return _summary(upload_id, manifest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _summary(upload_id: str, manifest: dict[str, Any], skipped: bool = False) -> Unpacked:
+    files = manifest["files"]
+    return Unpacked(
+        upload_id=upload_id,
+        contribution_id=manifest["contribution_id"],
+        code=receipt_code(bytes.fromhex(manifest["contribution_id"])),
+        files=len(files),
+        bytes=sum(r["size"] for r in files),
+        unreadable=sum(1 for r in files if "error" in r),
+        skipped=skipped,
+    )
+
+
+def unpack_all(
+    data_dir: Path,
+    private_key: x25519.X25519PrivateKey,
+    out: Path,
+    report: Callable[[str], None] = print,
+) -> bool:
+    """Unpack every completed upload; True when all of them are unpacked (or were already)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ok = True
+    for upload in completed_uploads(data_dir):
+        try:
+            result = unpack_upload(upload.id, upload.data_path, private_key, out)
+        except UnpackError as exc:
+            ok = False
+            report(f"FAILED  upload {upload.id}: {exc}")
+            continue
+        verb = "already unpacked" if result.skipped else "unpacked"
+        note = f", {result.unreadable} not fully readable on the disc" if result.unreadable else ""
+        report(
+            f"{verb:16s} {result.contribution_id} (receipt {result.code}): "
+            f"{result.files} files, {result.bytes} bytes{note}"
+        )
+    return ok

@@ -1,0 +1,103 @@
+"""What several tests share: a real receiver on 127.0.0.1, and the CPython stand-ins for the
+browser's adapters (pyca/cryptography for WebCrypto, httpx for fetch, the file system for File).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from pcir_upload.disc import DiscFile, DiscReadError
+from pcir_upload.server.app import create_app
+from pcir_upload.tus import Response, TransportError
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free port of 127.0.0.1; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def receiver(data_dir: Path, site_dir: Path, public_key: bytes, **options: Any) -> Iterator[str]:
+    with running(create_app(data_dir, site_dir, public_key, **options)) as url:
+        yield url
+
+
+class PycaPrimitives:
+    """HPKE's primitives from pyca/cryptography: the reference the WebCrypto adapter mirrors."""
+
+    async def generate_x25519(self) -> tuple[Any, bytes]:
+        key = x25519.X25519PrivateKey.generate()
+        return key, key.public_key().public_bytes_raw()
+
+    async def x25519(self, private_key: Any, public_key: bytes) -> bytes:
+        return private_key.exchange(x25519.X25519PublicKey.from_public_bytes(public_key))
+
+    async def aes_gcm_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        return AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+class HttpxTransport:
+    """The tus transport over httpx, as fetch is in the browser."""
+
+    def __init__(self, timeout: float = 30.0):
+        self._client = httpx.AsyncClient(timeout=timeout)
+
+    async def request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> Response:
+        try:
+            r = await self._client.request(method, url, headers=dict(headers), content=body)
+        except httpx.HTTPError as exc:
+            raise TransportError(str(exc)) from None
+        return Response(r.status_code, {k.lower(): v for k, v in r.headers.items()})
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class FolderDisc:
+    """A folder on this computer as the disc: its listing and a DiscReader over it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.listing = sorted(
+            (DiscFile(p.relative_to(root).as_posix(), p.stat().st_size)
+             for p in root.rglob("*") if p.is_file()),
+            key=lambda f: f.path,
+        )
+
+    async def read(self, path: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self.root / path, "rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except OSError as exc:
+            raise DiscReadError(f"could not read {path}: {exc.strerror}") from None
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file below `root` by relative path, for byte-for-byte comparison."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}

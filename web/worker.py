@@ -1,0 +1,13 @@
+# The page's Python worker. Loads the wheels served beside the page (no package index is
+# contacted), then offers the page what pcir_upload.browser.worker exports.
+import js
+import pyodide_js
+
+WHEELS = []  # written by build.py: the pydicom and pcir_upload wheels under /wheels/
+
+# A worker's base URL is a blob:, so wheel URLs are made absolute on the page's own origin.
+await pyodide_js.loadPackage([str(js.location.origin) + "/wheels/" + name for name in WHEELS])
+
+from pcir_upload.browser.worker import contribute_disc, scan  # noqa: E402
+
+__export__ = ["scan", "contribute_disc"]

@@ -1,0 +1,226 @@
+"""The page in a real Chromium (Debian's), talking to the real receiver on 127.0.0.1.
+
+A disc is contributed through each way of choosing a folder, then unpacked with the private
+key and compared byte for byte. Every request the page makes is recorded: all of them must go
+to the page's own origin, and none may carry a readable byte of the disc.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hpke as pyca_hpke
+from cryptography.hazmat.primitives.asymmetric import x25519
+from playwright.sync_api import Browser, Page, Request, sync_playwright
+
+from pcir_upload.unpack import unpack_all
+from support import files_of, receiver
+
+ROOT = Path(__file__).resolve().parents[1]
+DIST = ROOT / "dist"
+CHROMIUM = "/usr/bin/chromium"
+# Without these, Chromium calls home at start; this machine's closed network refuses it.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PATIENT_NAME = b"Doe^Archibald"  # in the headers of pydicom's test disc
+VECTOR = (Path(__file__).parent / "vectors" / "rfc9180-x25519-sha256-aes256gcm-base.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not (DIST / "index.html").exists():
+        pytest.fail("dist/ is not built: run `python build.py` (./dev test does)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (./dev test does)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, keys) -> Iterator[tuple[str, Path]]:
+    """The built page and the receiver, on a free port: (base URL, data folder)."""
+    _, public_key, _ = keys
+    data = tmp_path / "data"
+    with receiver(data, DIST, public_key) as url:
+        yield url, data
+
+
+class Recorder:
+    """Every request the page makes, and its body, as the network would see it."""
+
+    def __init__(self, page: Page):
+        self.requests: list[Request] = []
+        # The context sees the page's, its workers' and any service worker's requests.
+        page.context.on("request", lambda request: self.requests.append(request))
+
+    def origins(self) -> set[str]:
+        # A blob: URL (the worker's script) belongs to the origin that made it.
+        return {"/".join(r.url.removeprefix("blob:").split("/")[:3]) for r in self.requests}
+
+    def bodies(self) -> list[bytes]:
+        return [r.post_data_buffer or b"" for r in self.requests]
+
+
+def open_page(browser: Browser, url: str) -> tuple[Page, Recorder]:
+    context = browser.new_context()
+    page = context.new_page()
+    recorder = Recorder(page)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.check("#agree")
+    page.click("#agree-continue")
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    assert not errors, errors
+    return page, recorder
+
+
+def finish_upload(page: Page) -> str:
+    page.wait_for_selector("#step-review:not([hidden])", timeout=60_000)
+    assert "Archibald Doe" in page.inner_text("#summary")
+    page.click("#upload")
+    page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=120_000)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    return page.inner_text("#receipt-code")
+
+
+def check_arrival(data: Path, keys, tmp_path: Path, code: str, disc: Path) -> dict:
+    private_key, _, _ = keys
+    out = tmp_path / "out"
+    reports: list[str] = []
+    assert unpack_all(data, private_key, out, reports.append), reports
+    assert len(reports) == 1 and code in reports[0]
+    (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert files_of(contribution / "files") == files_of(disc)
+    return json.loads((contribution / "manifest.json").read_text())
+
+
+def check_traffic(recorder: Recorder, url: str) -> None:
+    assert recorder.origins() == {url}, "the page loaded something from another origin"
+    uploads = [r for r in recorder.requests if r.method == "PATCH"]
+    assert uploads, "no upload requests were seen"
+    for request in recorder.requests:
+        assert PATIENT_NAME.decode() not in request.url
+        assert all(PATIENT_NAME.decode() not in v for v in request.headers.values())
+    for body in recorder.bodies():
+        assert PATIENT_NAME not in body and b"DICM" not in body and b"PK\x03\x04" not in body
+
+
+def test_contribution_through_webkitdirectory(browser, site, keys, dicomdirtests, tmp_path) -> None:
+    url, data = site
+    page, recorder = open_page(browser, url)
+    # Firefox's and Safari's way: the <input webkitdirectory> the page offers.
+    page.set_input_files("#folder-input", dicomdirtests)
+    code = finish_upload(page)
+    manifest = check_arrival(data, keys, tmp_path, code, dicomdirtests)
+    assert manifest["terms"]["version"] == page.get_attribute("#terms", "data-version")
+    check_traffic(recorder, url)
+    page.context.close()
+
+
+def test_contribution_through_a_directory_handle(browser, site, keys, dicomdirtests, tmp_path) -> None:
+    url, data = site
+    page, recorder = open_page(browser, url)
+    # Chrome's and Edge's way: showDirectoryPicker(). An Origin Private File System folder,
+    # the same FileSystemDirectoryHandle type, stands in for the patient's choice.
+    files = {path: base64.b64encode(content).decode() for path, content in files_of(dicomdirtests).items()}
+    page.evaluate(
+        """async (files) => {
+            const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('disc', {create: true});
+            for (const [path, b64] of Object.entries(files)) {
+                let dir = root;
+                const parts = path.split('/');
+                for (const part of parts.slice(0, -1)) dir = await dir.getDirectoryHandle(part, {create: true});
+                const writable = await (await dir.getFileHandle(parts.at(-1), {create: true})).createWritable();
+                await writable.write(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+                await writable.close();
+            }
+            window.showDirectoryPicker = async () => root;
+        }""",
+        files,
+    )
+    page.click("#choose-folder")
+    code = finish_upload(page)
+    manifest = check_arrival(data, keys, tmp_path, code, dicomdirtests)
+    # The same listing as through the input: every path, relative to the chosen folder.
+    assert sorted(r["path"] for r in manifest["files"]) == sorted(files_of(dicomdirtests))
+    check_traffic(recorder, url)
+    page.context.close()
+
+
+def run_python_in_page(page: Page, code: str) -> str:
+    """Run `code` in a bare Pyodide on the page's origin, with our wheel; returns `result`."""
+    wheel = next((DIST / "wheels").glob("pcir_upload-*.whl")).name
+    return page.evaluate(
+        """async ([wheel, code]) => {
+            const { loadPyodide } = await import('/pyodide/pyodide.mjs');
+            const pyodide = await loadPyodide({ indexURL: location.origin + '/pyodide/' });
+            await pyodide.loadPackage(location.origin + '/wheels/' + wheel);
+            await pyodide.runPythonAsync(code);
+            return pyodide.globals.get('result');
+        }""",
+        [wheel, code],
+    )
+
+
+WEBCRYPTO_PRELUDE = """
+import base64, json
+import js
+from pcir_upload import hpke
+from pcir_upload.browser._js import js_object
+from pcir_upload.browser.webcrypto import WebCrypto
+"""
+
+
+def test_webcrypto_seal_matches_the_rfc_9180_vector(browser, site) -> None:
+    url, _ = site
+    page = browser.new_page()
+    page.goto(url + "/")
+    code = WEBCRYPTO_PRELUDE + f"""
+V = json.loads({VECTOR!r})
+def b64(h):
+    return base64.urlsafe_b64encode(bytes.fromhex(h)).rstrip(b"=").decode()
+
+class FixedEphemeral(WebCrypto):
+    async def generate_x25519(self):
+        jwk = {{"kty": "OKP", "crv": "X25519", "d": b64(V["skEm"]), "x": b64(V["pkEm"])}}
+        key = await js.crypto.subtle.importKey(
+            "jwk", js_object(jwk), js_object({{"name": "X25519"}}), False, js_object(["deriveBits"]))
+        return key, bytes.fromhex(V["pkEm"])
+
+first = V["encryptions"][0]
+sealed = await hpke.seal(FixedEphemeral(), bytes.fromhex(V["pkRm"]), bytes.fromhex(V["info"]),
+                         bytes.fromhex(first["pt"]), bytes.fromhex(first["aad"]))
+result = sealed.hex()
+"""
+    vector = json.loads(VECTOR)
+    assert run_python_in_page(page, code) == vector["enc"] + vector["encryptions"][0]["ct"]
+    page.close()
+
+
+def test_chunks_sealed_by_webcrypto_open_with_pyca(browser, site) -> None:
+    url, _ = site
+    page = browser.new_page()
+    page.goto(url + "/")
+    recipient = x25519.X25519PrivateKey.generate()
+    public_hex = recipient.public_key().public_bytes_raw().hex()
+    code = WEBCRYPTO_PRELUDE + f"""
+from pcir_upload.envelope import Sealer
+sealer = Sealer(WebCrypto(), bytes.fromhex({public_hex!r}), bytes(range(16)))
+chunks = [await sealer.seal(bytes([i]) * 100_000, final=(i == 2)) for i in range(3)]
+result = json.dumps([c.hex() for c in chunks])
+"""
+    chunks = [bytes.fromhex(c) for c in json.loads(run_python_in_page(page, code))]
+    suite = pyca_hpke.Suite(pyca_hpke.KEM.X25519, pyca_hpke.KDF.HKDF_SHA256, pyca_hpke.AEAD.AES_256_GCM)
+    for i, chunk in enumerate(chunks):
+        header, message = chunk[:40], chunk[40:]
+        assert suite.decrypt(message, recipient, info=header) == bytes([i]) * 100_000
+    page.close()

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import zipfile
 from pathlib import Path
 
-import pytest
 
 from pcir_upload.contribution import Progress, Receipt, contribute, receipt_code
 from pcir_upload.disc import DiscReadError

@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,11 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from pcir_upload.server import store as store_module
-from pcir_upload.server.app import CONTENT_SECURITY_POLICY, create_app, media_type
+from pcir_upload.server.app import CONTENT_SECURITY_POLICY, media_type
 from pcir_upload.server.store import completed_uploads
+from support import receiver
 
 PUBLIC_KEY = bytes(range(32))
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -27,23 +26,11 @@ CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
 
 
 @contextmanager
-def running(data_dir: Path, site_dir: Path, **kwargs: int) -> Iterator[httpx.Client]:
+def running(data_dir: Path, site_dir: Path, **options: int) -> Iterator[httpx.Client]:
     """A receiver on a free port for the duration of the block, and a client for it."""
-    app = create_app(data_dir, site_dir, PUBLIC_KEY, **kwargs)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with receiver(data_dir, site_dir, PUBLIC_KEY, **options) as url:
+        with httpx.Client(base_url=url, timeout=10) as client:
             yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture

@@ -224,3 +224,31 @@ result = json.dumps([c.hex() for c in chunks])
         header, message = chunk[:40], chunk[40:]
         assert suite.decrypt(message, recipient, info=header) == bytes([i]) * 100_000
     page.close()
+
+
+def test_a_file_gone_from_the_disc_is_recorded_and_the_rest_arrives(browser, site, keys, disc, tmp_path) -> None:
+    url, data = site
+    page, _ = open_page(browser, url)
+    page.set_input_files("#folder-input", disc)
+    page.wait_for_selector("#step-review:not([hidden])", timeout=60_000)
+    # Between choosing and sending, one file disappears (a disc taken out, a scratch).
+    lost = "77654033/CR1/6154"
+    (disc / lost).unlink()
+    page.click("#upload")
+    page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=120_000)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+
+    private_key, _, _ = keys
+    out = tmp_path / "out"
+    reports: list[str] = []
+    assert unpack_all(data, private_key, out, reports.append), reports
+    assert "1 not fully readable" in reports[0]
+    (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    manifest = json.loads((contribution / "manifest.json").read_text())
+    (record,) = [r for r in manifest["files"] if "error" in r]
+    assert record["path"] == lost and record["size"] == 0 and record["expected_size"] > 0
+    assert record["error"] == "This file is no longer there. Was the disc taken out?"
+    arrived = files_of(contribution / "files")
+    assert arrived.pop(lost) == b""
+    assert arrived == files_of(disc)
+    page.context.close()

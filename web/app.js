@@ -43,7 +43,7 @@ worker.then(() => {
 // Step 1: terms.
 $('agree').addEventListener('change', () => { $('agree-continue').disabled = !$('agree').checked; });
 $('agree-continue').addEventListener('click', () => {
-  agreedAt = new Date().toISOString();
+  agreedAt = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');  // as the manifest's other times
   show('step-choose');
 });
 

@@ -104,7 +104,7 @@ async def contribute(
     manifest = {
         **manifest,
         "contribution_id": contribution_id.hex(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "client": {"name": "pcir-upload", "version": __version__},
     }
     packager = Packager(listing, reader, manifest, level=level)

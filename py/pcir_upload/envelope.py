@@ -2,9 +2,11 @@
 
 Each chunk is one HPKE single-shot message to the repository's public key, preceded by a
 40-byte header in clear. The whole header is the HPKE `info`, so the suite, the contribution
-id, the chunk's index and its "final" flag are all authenticated: reordering, dropping,
-splicing chunks from another contribution or cutting the stream short is detected on
-opening. docs/FORMAT.md is the specification; this module follows it line by line.
+id, the chunk's index and its "final" flag cannot be changed without the chunk failing to
+open: reordering, dropping, splicing chunks of another contribution or cutting the stream
+short is detected. (Base-mode HPKE does not say who sealed a chunk: anyone holding the public
+key can seal new ones; see docs/FORMAT.md.) docs/FORMAT.md is the specification; this module
+follows it line by line.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from cryptography.hazmat.primitives import hpke as pyca_hpke
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from .contribution import receipt_code
-from .envelope import HEADER_SIZE, ChunkHeader, EnvelopeError, read_chunks
+from .disc import path_problem
+from .envelope import EnvelopeError, read_chunks
 from .package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from .server.store import completed_uploads
 
@@ -36,8 +38,8 @@ SUITE = pyca_hpke.Suite(
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_FILES = 1_000_000
 _COPY_SIZE = 1024 * 1024
+_SPARE_BYTES = 256 * 1024 * 1024  # left free on the repository's disk after unpacking
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 class UnpackError(Exception):
@@ -75,7 +77,7 @@ def open_envelope(upload: BinaryIO, private_key: x25519.X25519PrivateKey, sink: 
                 raise UnpackError(
                     f"chunk {header.index} does not open: it was altered, or sealed to another key"
                 ) from None
-            if not plaintext and header.index != 0:
+            if not plaintext and not (header.index == 0 and header.final):
                 raise UnpackError(f"chunk {header.index} is empty")
             sink.write(plaintext)
             final_seen = header.final
@@ -91,15 +93,29 @@ def open_envelope(upload: BinaryIO, private_key: x25519.X25519PrivateKey, sink: 
 
 def safe_path(path: Any) -> Path:
     """A manifest path as a relative path that cannot leave the folder it is joined to."""
-    if not isinstance(path, str) or not path or len(path) > 4096:
-        raise UnpackError(f"bad file path {path!r}")
-    if path.startswith("/") or "\\" in path or _DRIVE.match(path):
-        raise UnpackError(f"file path {path!r} is not relative")
-    parts = path.split("/")
-    for part in parts:
-        if part in ("", ".", "..") or any(ord(c) < 32 for c in part):
-            raise UnpackError(f"file path {path!r} is not allowed")
-    return Path(*parts)
+    problem = "it is not text" if not isinstance(path, str) else path_problem(path)
+    if problem:
+        raise UnpackError(f"file path {str(path)[:200]!r} is refused: {problem}")
+    return Path(*path.split("/"))
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # JSON true is not 1, and 1.0 is not an integer
+
+
+def _json_object(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN or Infinity, no key twice (a reader could take either one)."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError("a key occurs twice")
+        return dict(pairs)
+
+    return json.loads(raw.decode("utf-8"), parse_constant=no_constants, object_pairs_hook=unique)
 
 
 def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -109,17 +125,22 @@ def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, 
         raise UnpackError("the package has no manifest") from None
     if info.file_size > MAX_MANIFEST_BYTES:
         raise UnpackError("the manifest is too large")
-    with archive.open(info) as f:
-        raw = f.read(MAX_MANIFEST_BYTES + 1)
+    try:
+        with archive.open(info) as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+        raise UnpackError(f"the manifest cannot be read: {exc}") from None
     if len(raw) > MAX_MANIFEST_BYTES:
         raise UnpackError("the manifest is too large")
     try:
-        manifest = json.loads(raw)
-    except ValueError:
-        raise UnpackError("the manifest is not valid JSON") from None
+        manifest = _json_object(raw)
+    except ValueError as exc:
+        raise UnpackError(f"the manifest is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict):
         raise UnpackError("the manifest is not a JSON object")
-    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("format") != FORMAT or not (
+        _is_int(manifest.get("version")) and manifest["version"] == FORMAT_VERSION
+    ):
         raise UnpackError("the manifest is not a pcir-contribution version 1 manifest")
     if manifest.get("contribution_id") != contribution_id.hex():
         raise UnpackError("the manifest names another contribution than its envelope")
@@ -129,7 +150,7 @@ def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, 
     for record in files:
         if not (
             isinstance(record, dict)
-            and isinstance(record.get("size"), int) and record["size"] >= 0
+            and _is_int(record.get("size")) and record["size"] >= 0
             and isinstance(record.get("sha256"), str) and _HEX64.fullmatch(record["sha256"])
             and record.get("entry") == FILES_PREFIX + str(record.get("path"))
         ):
@@ -146,9 +167,9 @@ def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path) -> No
         raise UnpackError(f"{record['path']}: listed in the manifest but not in the package") from None
     if info.file_size != record["size"]:
         raise UnpackError(f"{record['path']}: the package and the manifest disagree on its size")
-    target.parent.mkdir(parents=True, exist_ok=True)
     digest, written = hashlib.sha256(), 0
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(info) as source, open(target, "xb") as sink:
             # Read at most one byte past the promised size: an entry that inflates beyond
             # it (a decompression bomb) is stopped there.
@@ -161,7 +182,8 @@ def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path) -> No
                 written += len(block)
     except FileExistsError:
         raise UnpackError(f"{record['path']}: the path occurs twice") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+        # A damaged or unsupported entry, or a path whose folder is a file of the package.
         raise UnpackError(f"{record['path']}: {exc}") from None
     if written != record["size"] or digest.hexdigest() != record["sha256"]:
         raise UnpackError(f"{record['path']}: its bytes do not match the manifest's SHA-256")
@@ -173,17 +195,15 @@ def unpack_upload(
     private_key: x25519.X25519PrivateKey,
     out: Path,
 ) -> Unpacked:
-    """Unpack one completed upload into `out/<contribution id>`; skips it if already there."""
-    with open(data_path, "rb") as upload:
-        first = upload.read(HEADER_SIZE)
-    try:
-        claimed = ChunkHeader.parse(first).contribution_id.hex()
-    except EnvelopeError as exc:
-        raise UnpackError(str(exc)) from None
-    final_dir = out / claimed
-    if final_dir.exists():
-        manifest = json.loads((final_dir / MANIFEST_NAME).read_bytes())
-        return _summary(upload_id, manifest, skipped=True)
+    """Unpack one completed upload into `out/<contribution id>`; skips it if done before.
+
+    What is done is recorded per upload (`out/.uploads/<upload id>`), not read from the
+    upload's clear header: anyone can seal chunks under any contribution id, so an upload
+    naming a contribution that another upload already delivered is refused, not skipped.
+    """
+    marker = out / ".uploads" / upload_id
+    if marker.exists() and (out / marker.read_text().strip() / MANIFEST_NAME).exists():
+        return _summary(upload_id, out / marker.read_text().strip(), skipped=True)
 
     work = out / f".unpacking-{upload_id}"
     shutil.rmtree(work, ignore_errors=True)
@@ -204,16 +224,30 @@ def unpack_upload(
                 raise UnpackError(f"the package holds entries the manifest does not list: {stray[:5]}")
             if len(archive.namelist()) != len(set(archive.namelist())):
                 raise UnpackError("the package names an entry twice")
+            needed = sum(record["size"] for record in manifest["files"])
+            if shutil.disk_usage(out).free < needed + _SPARE_BYTES:
+                raise UnpackError(f"{out} has not enough free space for {needed} bytes")
             for record in manifest["files"]:
                 _extract(archive, record, work / "contribution" / "files")
         (work / "contribution" / MANIFEST_NAME).write_bytes(raw)
-        os.replace(work / "contribution", out / contribution_id.hex())
-        return _summary(upload_id, manifest)
+        final_dir = out / contribution_id.hex()
+        if final_dir.exists():
+            raise UnpackError(
+                f"contribution {contribution_id.hex()} was already delivered by another upload"
+            )
+        os.replace(work / "contribution", final_dir)
+        marker.parent.mkdir(exist_ok=True)
+        (work / "marker").write_text(contribution_id.hex())
+        os.replace(work / "marker", marker)
+        return _summary(upload_id, final_dir)
+    except OSError as exc:  # the repository's own disks: the upload unreadable, OUT full
+        raise UnpackError(str(exc)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _summary(upload_id: str, manifest: dict[str, Any], skipped: bool = False) -> Unpacked:
+def _summary(upload_id: str, folder: Path, skipped: bool = False) -> Unpacked:
+    manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
     files = manifest["files"]
     return Unpacked(
         upload_id=upload_id,

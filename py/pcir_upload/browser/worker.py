@@ -17,7 +17,7 @@ import js
 from pyscript import window
 
 from ..contribution import Progress, contribute
-from ..disc import DiscFile, relative_path
+from ..disc import DiscFile, make_listing
 from ..discovery import scan_disc
 from ..tus import UploadError
 from .fetch import FetchTransport
@@ -45,11 +45,10 @@ async def scan(entries: Any) -> str:
     global _disc
     _disc = None
     try:
-        files: dict[str, Any] = {}
-        for i in range(entries.length):
-            entry = entries[i]
-            files[relative_path(str(entry.path))] = entry.file
-        listing = sorted((DiscFile(p, int(f.size)) for p, f in files.items()), key=lambda d: d.path)
+        chosen = [entries[i] for i in range(entries.length)]
+        indexed = make_listing([(str(e.path), int(e.file.size)) for e in chosen])
+        listing = [disc_file for _, disc_file in indexed]
+        files = {disc_file.path: chosen[i].file for i, disc_file in indexed}
         summary = (await scan_disc(listing, BrowserDisc(files))).to_json()
     except Exception:
         return _failure("The folder could not be read. Please try choosing it again.")

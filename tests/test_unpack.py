@@ -1,0 +1,166 @@
+"""`unpack` treats every upload as hostile: the public key is public, so anyone can send a
+well-sealed contribution. Each crafted package here must be refused with a clear message,
+and nothing may be written outside the output folder or left half-written inside it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+from pcir_upload.envelope import Sealer
+from pcir_upload.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
+from pcir_upload.unpack import UnpackError, unpack_upload
+from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter
+from support import PycaPrimitives
+
+KEY = x25519.X25519PrivateKey.generate()
+UPLOAD_ID = "u" * 32
+
+
+def record(path: str, content: bytes, **extra: Any) -> dict[str, Any]:
+    return {"path": path, "entry": FILES_PREFIX + path, "size": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(), **extra}
+
+
+def seal_package(tmp_path: Path, entries: list[tuple[str, bytes]], manifest: Any,
+                 contribution_id: bytes, name: str = "upload") -> Path:
+    """A sealed upload holding a ZIP of `entries` and `manifest` (a dict, or raw bytes)."""
+    writer = ZipWriter()
+    parts = []
+    for entry, content in entries:
+        parts += [writer.begin(entry, DEFLATED if content else STORED), writer.write(content), writer.end()]
+    if manifest is not None:
+        body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
+        parts += [writer.begin(MANIFEST_NAME), writer.write(body), writer.end()]
+    parts.append(writer.finish())
+    package = b"".join(parts)
+    sealer = Sealer(PycaPrimitives(), KEY.public_key().public_bytes_raw(), contribution_id)
+    pieces = [package[i:i + 1000] for i in range(0, len(package), 1000)]
+    chunks = asyncio.run(_seal(sealer, pieces))
+    path = tmp_path / name
+    path.write_bytes(b"".join(chunks))
+    return path
+
+
+async def _seal(sealer: Sealer, pieces: list[bytes]) -> list[bytes]:
+    return [await sealer.seal(p, final=i == len(pieces) - 1) for i, p in enumerate(pieces)]
+
+
+def manifest_for(cid: bytes, records: list[dict[str, Any]], **changes: Any) -> dict[str, Any]:
+    return {"format": FORMAT, "version": FORMAT_VERSION, "contribution_id": cid.hex(),
+            "files": records, **changes}
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def unpack(data: Path, out: Path, upload_id: str = UPLOAD_ID):
+    return unpack_upload(upload_id, data, KEY, out)
+
+
+def refused(tmp_path: Path, out: Path, entries, manifest, cid, match: str) -> None:
+    data = seal_package(tmp_path, entries, manifest, cid)
+    before = sorted(p for p in tmp_path.rglob("*") if p != data)
+    with pytest.raises(UnpackError, match=match):
+        unpack(data, out)
+    assert sorted(p for p in tmp_path.rglob("*") if p != data) == before, "something was left behind"
+
+
+def test_a_well_formed_package_unpacks(tmp_path, out) -> None:
+    cid = secrets.token_bytes(16)
+    content = b"\0" * 5000 + b"DICM"
+    data = seal_package(tmp_path, [("files/a/b.dcm", content)], manifest_for(cid, [record("a/b.dcm", content)]), cid)
+    result = unpack(data, out)
+    assert (out / cid.hex() / "files" / "a" / "b.dcm").read_bytes() == content
+    assert not result.skipped and unpack(data, out).skipped
+
+
+@pytest.mark.parametrize("path", ["../evil", "a/../../evil", "/tmp/evil", "C:/evil", "a\\..\\..\\evil", "a//b", "./a", "a\x00b"])
+def test_paths_that_leave_the_folder_are_refused(tmp_path, out, path) -> None:
+    cid = secrets.token_bytes(16)
+    refused(tmp_path, out, [(FILES_PREFIX + path, b"x")], manifest_for(cid, [record(path, b"x")]), cid, "refused")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_an_entry_the_manifest_does_not_list_is_refused(tmp_path, out) -> None:
+    cid = secrets.token_bytes(16)
+    refused(tmp_path, out, [("files/a", b"x"), ("../../evil", b"y")],
+            manifest_for(cid, [record("a", b"x")]), cid, "does not list")
+
+
+def test_a_file_that_does_not_match_its_hash_is_refused(tmp_path, out) -> None:
+    cid = secrets.token_bytes(16)
+    refused(tmp_path, out, [("files/a", b"xyz")], manifest_for(cid, [record("a", b"xyZ")]), cid, "SHA-256")
+
+
+def test_an_entry_larger_than_the_manifest_says_is_refused(tmp_path, out) -> None:
+    cid = secrets.token_bytes(16)
+    bomb = b"\0" * 20_000_000  # deflates to about 20 KB
+    refused(tmp_path, out, [("files/a", bomb)], manifest_for(cid, [record("a", b"\0" * 10)]), cid, "disagree on its size")
+
+
+def test_a_file_and_a_folder_of_the_same_name_are_refused(tmp_path, out) -> None:
+    cid = secrets.token_bytes(16)
+    refused(tmp_path, out, [("files/a", b"x"), ("files/a/b", b"y")],
+            manifest_for(cid, [record("a", b"x"), record("a/b", b"y")]), cid, "a/b")
+
+
+@pytest.mark.parametrize("manifest,match", [
+    (None, "no manifest"),
+    (b"[1, 2]", "not a JSON object"),
+    (b"{\"format\": NaN}", "not valid JSON"),
+    (b'{"version": 1, "version": 1}', "twice"),
+    (b"\xff\xfe{}", "not valid JSON"),
+])
+def test_malformed_manifests_are_refused(tmp_path, out, manifest, match) -> None:
+    cid = secrets.token_bytes(16)
+    refused(tmp_path, out, [], manifest, cid, match)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"version": True}, "version 1"),
+    ({"version": 1.0}, "version 1"),
+    ({"contribution_id": "00" * 16}, "another contribution"),
+    ({"files": "all of them"}, "file list"),
+    ({"files": [{"path": "a", "entry": "files/a", "size": True, "sha256": "0" * 64}]}, "malformed"),
+    ({"files": [{"path": "a", "entry": "elsewhere/a", "size": 1, "sha256": "0" * 64}]}, "malformed"),
+])
+def test_manifest_fields_are_checked(tmp_path, out, change, match) -> None:
+    cid = secrets.token_bytes(16)
+    refused(tmp_path, out, [], manifest_for(cid, [], **change), cid, match)
+
+
+def test_damaged_compressed_data_is_refused(tmp_path, out) -> None:
+    cid = secrets.token_bytes(16)
+    content = bytes(range(256)) * 100
+    writer = ZipWriter()
+    entry = writer.begin("files/a") + writer.write(content) + writer.end()
+    damaged = entry[:60] + bytes(b ^ 0xFF for b in entry[60:90]) + entry[90:]
+    body = json.dumps(manifest_for(cid, [record("a", content)])).encode()
+    package = damaged + writer.begin(MANIFEST_NAME) + writer.write(body) + writer.end() + writer.finish()
+    sealer = Sealer(PycaPrimitives(), KEY.public_key().public_bytes_raw(), cid)
+    data = tmp_path / "upload"
+    data.write_bytes(b"".join(asyncio.run(_seal(sealer, [package]))))
+    with pytest.raises(UnpackError, match="files/a|a:"):
+        unpack(data, out)
+
+
+def test_a_second_upload_of_the_same_contribution_id_is_refused(tmp_path, out) -> None:
+    cid = secrets.token_bytes(16)
+    first = seal_package(tmp_path, [("files/a", b"real")], manifest_for(cid, [record("a", b"real")]), cid, "first")
+    forged = seal_package(tmp_path, [("files/a", b"fake")], manifest_for(cid, [record("a", b"fake")]), cid, "forged")
+    unpack(first, out, "1" * 32)
+    with pytest.raises(UnpackError, match="already delivered by another upload"):
+        unpack(forged, out, "2" * 32)
+    assert (out / cid.hex() / "files" / "a").read_bytes() == b"real"

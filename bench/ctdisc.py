@@ -4,9 +4,11 @@ Why it looks the way it does: the upload deflates everything, so the figures onl
 if the pixel data compresses like a real CT. Random bytes would not compress at all and zeros
 would compress to nothing; real CT is air around a body, tissue classes of near-constant
 Hounsfield units, and scanner noise on top, and the noise is what limits compression. So each
-slice is a body cross-section (skin/fat ring, soft tissue, two lungs, a spine), its shape
-changing slowly from slice to slice, filled with Gaussian noise of a realistic size around each
-tissue's HU. Deflate reaches roughly 2.5:1 on it, close to what is measured on real CT.
+slice is a constant padding value outside the scanner's circular field of view, noisy air
+inside it, and a body cross-section (fat ring, soft tissue, two lungs, a spine) whose shape
+changes slowly from slice to slice, each tissue filled with Gaussian noise of a realistic size
+around its HU. zlib level 1 reaches about 2.5:1 on it (2.47 measured), close to the 2.53
+measured on CT-like data in shared/notes/pyodide-offline.md.
 
 Standard library and pydicom only (no numpy, which the project does not otherwise need). Rows
 are assembled from slices of large pre-drawn noise pools at random offsets: C-speed byte
@@ -24,7 +26,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -36,6 +37,7 @@ INTERCEPT = -1024  # stored value = HU + 1024, 12 bits stored, as most CT scanne
 
 # (mean HU, noise sigma HU) of each tissue class.
 TISSUES = {
+    "pad": (-1024, 0),  # outside the scanner's circular field of view: one constant value
     "air": (-1000, 6),
     "fat": (-100, 15),
     "soft": (40, 15),
@@ -69,7 +71,7 @@ def _chord(cx: float, cy: float, rx: float, ry: float, y: float) -> tuple[float,
 
 def _row_segments(y: int, shapes: list[tuple[str, tuple[float, float, float, float]]]) -> list[str]:
     """The tissue of each pixel of row y: later shapes are painted over earlier ones."""
-    row = ["air"] * SIZE
+    row = ["pad"] * SIZE
     for tissue, ellipse in shapes:
         chord = _chord(*ellipse, y + 0.5)
         if chord:
@@ -83,7 +85,8 @@ def _shapes(z: float) -> list[tuple[str, tuple[float, float, float, float]]]:
     swell = 1 + 0.12 * math.sin(math.pi * z)
     rx, ry = 200 * swell, 140 * swell
     cx, cy = SIZE / 2, SIZE / 2 + 10
-    shapes = [("fat", (cx, cy, rx, ry)), ("soft", (cx, cy, rx - 14, ry - 14))]
+    shapes = [("air", (SIZE / 2, SIZE / 2, SIZE / 2, SIZE / 2)),
+              ("fat", (cx, cy, rx, ry)), ("soft", (cx, cy, rx - 14, ry - 14))]
     if z > 0.45:
         lung = 0.6 + 0.4 * math.sin(math.pi * (z - 0.45) / 0.55)
         shapes += [("lung", (cx - 85, cy - 10, 60 * lung, 95 * lung)),

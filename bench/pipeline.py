@@ -1,0 +1,460 @@
+"""End-to-end benchmark of the contribution page: a CT-like disc through the real page to the
+receiver, then unpacked and checked byte for byte.
+
+    /work/venv/bin/python bench/pipeline.py [--size-mib 512] [--keep]
+
+Run `python build.py` first: this measures whatever dist/ holds.
+
+What it does, and why this way:
+1. Makes a CT-like disc of --size-mib MiB under bench/out/ (bench/ctdisc.py; generated once,
+   then reused) so that deflate sees data that compresses like real CT.
+2. Starts `pcir-upload serve` on a free port with a fresh data folder, as an operator would.
+3. Drives /usr/bin/chromium (headless) through the page over a raw DevTools Protocol connection
+   (bench/cdp.py, standard library only). Not Playwright: Playwright enables the Network domain,
+   and then Chromium copies every request body for the inspector, which slowed uploads 20-40x
+   here. This client uses only the Target, Page, Runtime and DOM domains. The folder is handed to
+   the page's <input webkitdirectory> with DOM.setFileInputFiles and the folder's path.
+   Timings are taken in the page (performance.now() in a change listener, a MutationObserver and
+   a wrapper around window.pcirProgress), so the 0.1-0.5 s polling does not blur them.
+   Memory is sampled every 0.5 s: the Python worker's WebAssembly memory (found by wrapping
+   WebAssembly.instantiate in the worker before it runs: Pyodide's module is not reachable from
+   the worker's global scope, and Runtime.queryObjects hangs in that worker), the JS heaps of
+   page and worker (Runtime.getHeapUsage), and the proportional set size (PSS) of all Chromium
+   processes from /proc.
+4. Runs `pcir-upload unpack` and compares every file's size and SHA-256 with the disc.
+5. Prints the figures and exits non-zero if anything failed. MB is 10^6 bytes; MiB is 2^20.
+
+Needs nothing beyond the project's venv (pydicom is already there) and /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cdp import CDP, CDPError, Chromium, memory_bytes  # noqa: E402
+from ctdisc import ct_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+POLL = 0.5  # seconds between memory samples during the upload
+
+
+class BenchFailure(Exception):
+    """Something in the pipeline did not work; the message says what."""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- the receiver -----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_receiver(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`pcir-upload serve` on a free port; returns once it answers. Retries if the port was
+    taken between choosing and binding it (other benchmarks may run on this machine)."""
+    for _ in range(3):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pcir_upload.cli", "serve", "--data", str(data_dir), "--port", str(port)],
+            cwd=ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as r:
+                    if r.status == 200:
+                        return process, url
+            except OSError:
+                time.sleep(0.1)
+        stop(process)
+    raise BenchFailure(f"the receiver did not start; see {log_path}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- what runs inside the browser ---------------------------------------------------------------
+
+# Evaluated in the worker before it runs its first line: keeps a reference to every
+# WebAssembly.Memory that passes through instantiate, so the driver can read its size.
+WORKER_PROBE = r"""(() => {
+  const seen = globalThis.__benchMemories = [];
+  const keep = (v) => { if (v instanceof WebAssembly.Memory && !seen.includes(v)) seen.push(v); };
+  const scan = (o) => {
+    if (!o || typeof o !== 'object') return;
+    for (const v of Object.values(o)) {
+      keep(v);
+      if (v && typeof v === 'object' && !(v instanceof WebAssembly.Memory)) Object.values(v).forEach(keep);
+    }
+  };
+  for (const name of ['instantiate', 'instantiateStreaming']) {
+    const original = WebAssembly[name];
+    WebAssembly[name] = function (source, imports, ...rest) {
+      scan(imports);
+      return original.call(this, source, imports, ...rest)
+        .then((r) => { scan((r.instance || r).exports); return r; });
+    };
+  }
+})()"""
+
+WASM_BYTES = "__benchMemories.reduce((sum, m) => sum + m.buffer.byteLength, 0)"
+
+# Evaluated in the page once Python is ready: timestamps in the page's own clock.
+PAGE_PROBE = r"""(() => {
+  const $ = (id) => document.getElementById(id);
+  const b = window.__bench = { progress: [], files: null, handAt: null, changeAt: null, reviewAt: null,
+                               clickAt: null, receiptAt: null, errorAt: null };
+  // Capture phase on the document: runs before the page's own listener on the input.
+  document.addEventListener('change', (e) => {
+    if (e.target.id === 'folder-input') { b.changeAt = performance.now(); b.files = e.target.files.length; }
+  }, true);
+  new MutationObserver(() => {
+    const now = performance.now();
+    if (b.reviewAt === null && !$('step-review').hidden) b.reviewAt = now;
+    if (b.receiptAt === null && document.body.dataset.receipt) b.receiptAt = now;
+    if (b.errorAt === null && !$('error').hidden) b.errorAt = now;
+  }).observe(document.body, { attributes: true, subtree: true, attributeFilter: ['hidden', 'data-receipt'] });
+  const original = window.pcirProgress;
+  window.pcirProgress = (json) => {
+    b.progress.push([performance.now(), JSON.parse(json)]);
+    return original(json);
+  };
+})()"""
+
+PAGE_STATE = r"""JSON.stringify({
+  files: __bench.files, review: __bench.reviewAt !== null, receipt: document.body.dataset.receipt || null,
+  error: document.getElementById('error').hidden ? null : document.getElementById('error').innerText,
+  progress: __bench.progress.length ? __bench.progress[__bench.progress.length - 1][1] : null,
+})"""
+
+
+@dataclass
+class Peaks:
+    """Highest values seen while sampling, in bytes."""
+    worker_wasm: int = 0
+    worker_js_heap: int = 0
+    page_js_heap: int = 0
+    chromium_pss: int = 0
+    samples: int = 0
+
+    def take(self, **values: int) -> None:
+        for name, value in values.items():
+            setattr(self, name, max(getattr(self, name), value))
+
+
+@dataclass
+class Figures:
+    """Everything measured in one run. Times in seconds, sizes in bytes."""
+    files: int = 0
+    disc_bytes: int = 0
+    bytes_sent: int = 0
+    chunks_confirmed: int = 0
+    python_ready_s: float = 0.0
+    listing_s: float = 0.0
+    scan_s: float = 0.0
+    upload_s: float = 0.0
+    first_chunk_s: float = 0.0
+    unpack_s: float = 0.0
+    receipt: str = ""
+    peaks: Peaks = field(default_factory=Peaks)
+
+
+class PageDriver:
+    """The contribution page in one Chromium tab, and its Python worker."""
+
+    def __init__(self, browser: Chromium, url: str, memory: bool = True):
+        self.browser = browser
+        self.memory = memory  # sample memory while polling (off: to check the sampling costs nothing)
+        self.cdp = CDP(browser.ws_url)
+        self.url = url
+        self.page = ""
+        self.workers: list[str] = []
+
+    def open(self) -> float:
+        """Load the page; returns the seconds until Python is ready (data-ready)."""
+        targets = self.cdp.send("Target.getTargets")["targetInfos"]
+        target = next(t["targetId"] for t in targets if t["type"] == "page")
+        self.page = self.cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        # Workers start paused so that the probe is in place before Pyodide instantiates.
+        self.cdp.send("Target.setAutoAttach",
+                      {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True}, self.page)
+        start = time.monotonic()
+        self.cdp.send("Page.navigate", {"url": self.url + "/"}, self.page)
+        self.wait_for("document.body && document.body.dataset.ready === 'true'", 120, "Python to be ready")
+        if not self.workers:
+            raise BenchFailure("the page's worker never appeared")
+        elapsed = time.monotonic() - start
+        self.evaluate(PAGE_PROBE)
+        return elapsed
+
+    def evaluate(self, expression: str, session: str | None = None) -> Any:
+        self._attach_workers()
+        return self.cdp.evaluate(expression, session or self.page)
+
+    def _attach_workers(self) -> None:
+        """Put the probe into each newly started worker, then let it run."""
+        for event in self.cdp.pop_events("Target.attachedToTarget"):
+            info, session = event["params"]["targetInfo"], event["params"]["sessionId"]
+            if info["type"] == "worker":
+                self.cdp.evaluate(WORKER_PROBE, session)
+                self.workers.append(session)
+            self.cdp.send("Runtime.runIfWaitingForDebugger", {}, session)
+
+    def wait_for(self, expression: str, timeout: float, what: str, interval: float = 0.1) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(f"!!({expression})"):
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(interval)
+
+    def agree(self) -> None:
+        self.evaluate("document.getElementById('agree').click(); "
+                      "document.getElementById('agree-continue').click()")
+        self.wait_for("!document.getElementById('step-choose').hidden", 10, "the choose step")
+
+    def hand_folder(self, folder: Path) -> None:
+        """Give the folder to <input webkitdirectory>, as choosing it in the dialog would."""
+        document = self.cdp.send("DOM.getDocument", {"depth": 0}, self.page)
+        node = self.cdp.send("DOM.querySelector",
+                             {"nodeId": document["root"]["nodeId"], "selector": "#folder-input"}, self.page)
+        # The page's clock starts here: Chromium lists the folder before the change event fires.
+        self.evaluate("window.__bench.handAt = performance.now()")
+        self.cdp.send("DOM.setFileInputFiles", {"nodeId": node["nodeId"], "files": [str(folder)]}, self.page)
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.evaluate(PAGE_STATE))
+
+    def sample(self, peaks: Peaks) -> None:
+        """One memory sample of worker, page and the whole browser."""
+        if not self.memory:
+            return
+        values = {"chromium_pss": memory_bytes(self.browser.pids()),
+                  "page_js_heap": int(self.cdp.send("Runtime.getHeapUsage", {}, self.page)["usedSize"])}
+        for worker in self.workers:
+            values["worker_wasm"] = int(self.evaluate(WASM_BYTES, worker))
+            values["worker_js_heap"] = int(self.cdp.send("Runtime.getHeapUsage", {}, worker)["usedSize"])
+        peaks.take(**values)
+        peaks.samples += 1
+
+    def until(self, done, timeout: float, peaks: Peaks, interval: float) -> dict[str, Any]:
+        """Poll the page (sampling memory) until done(state) or an error; returns the state."""
+        deadline = time.monotonic() + timeout
+        next_sample = 0.0
+        while True:
+            state = self.state()
+            if state["error"]:
+                raise BenchFailure(f"the page shows an error: {state['error']}")
+            if done(state):
+                self.sample(peaks)
+                return state
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"timed out after {timeout} s; last state {state}")
+            if time.monotonic() >= next_sample:
+                self.sample(peaks)
+                next_sample = time.monotonic() + POLL
+            time.sleep(interval)
+
+    def close(self) -> None:
+        self.cdp.close()
+
+
+def contribute(url: str, folder: Path, expected_files: int, figures: Figures, memory: bool) -> None:
+    """The patient's path through the page, measured."""
+    browser = Chromium()
+    try:
+        page = PageDriver(browser, url, memory)
+        figures.python_ready_s = page.open()
+        log(f"Python ready after {figures.python_ready_s:.1f} s; handing over the folder")
+        page.agree()
+        page.hand_folder(folder)
+        state = page.until(lambda s: s["review"] or s["files"] == 0, 600, figures.peaks, 0.1)
+        if state["files"] != expected_files:
+            raise BenchFailure(f"the page received {state['files']} files, the folder has {expected_files}")
+        log(f"scanned {state['files']} files; uploading")
+        page.evaluate("window.__bench.clickAt = performance.now(); document.getElementById('upload').click()")
+        state = page.until(lambda s: s["receipt"], 7200, figures.peaks, POLL)
+        bench = page.evaluate("JSON.stringify(window.__bench)")
+        page.close()
+    finally:
+        browser.close()
+    read_page_timings(json.loads(bench), state, figures)
+
+
+def read_page_timings(bench: dict[str, Any], state: dict[str, Any], figures: Figures) -> None:
+    """Turn the page's timestamps (milliseconds, performance.now()) into the figures."""
+    progress = bench["progress"]
+    if not progress:
+        raise BenchFailure("window.pcirProgress was never called")
+    last = progress[-1][1]
+    figures.receipt = state["receipt"]
+    figures.files = last["files_total"]
+    figures.disc_bytes = last["disc_bytes_total"]
+    figures.bytes_sent = last["bytes_sent"]
+    figures.chunks_confirmed = len(progress)
+    figures.listing_s = (bench["changeAt"] - bench["handAt"]) / 1000
+    figures.scan_s = (bench["reviewAt"] - bench["handAt"]) / 1000
+    figures.upload_s = (bench["receiptAt"] - bench["clickAt"]) / 1000
+    figures.first_chunk_s = (progress[0][0] - bench["clickAt"]) / 1000
+    if not last["done"] or last["disc_bytes_done"] != last["disc_bytes_total"]:
+        raise BenchFailure(f"the last progress report is not complete: {last}")
+
+
+# --- unpack and check ---------------------------------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file below root: relative path -> (size, sha256)."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, sha256_file(p))
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def unpack_and_verify(data_dir: Path, out: Path, folder: Path, figures: Figures) -> None:
+    """`pcir-upload unpack` (which checks every chunk and hash itself), then an independent
+    comparison of sizes and SHA-256 with the disc as generated."""
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pcir_upload.cli", "unpack", "--data", str(data_dir),
+         "--private-key", str(data_dir / "private_key.pem"), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    figures.unpack_s = time.monotonic() - start
+    print(result.stdout.rstrip())
+    if result.returncode != 0:
+        raise BenchFailure(f"pcir-upload unpack failed ({result.returncode}): {result.stderr.strip()}")
+    if f"(receipt {figures.receipt})" not in result.stdout:
+        raise BenchFailure(f"unpack did not report the page's receipt {figures.receipt}")
+    contributions = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(contributions) != 1:
+        raise BenchFailure(f"expected one unpacked contribution, found {len(contributions)}")
+    got, want = fingerprint(contributions[0] / "files"), fingerprint(folder)
+    if got != want:
+        missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
+        differ = [k for k in want.keys() & got.keys() if want[k] != got[k]]
+        raise BenchFailure(f"unpacked files differ: {len(missing)} missing, {len(extra)} extra, "
+                           f"{len(differ)} changed (e.g. {sorted(missing or extra or differ)[:3]})")
+    log(f"verified {len(got)} files byte for byte (size and SHA-256)")
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+def report(figures: Figures, what: str) -> list[tuple[str, str]]:
+    f, p = figures, figures.peaks
+    mb = 1e6  # MB/s are of disc data, 1 MB = 10^6 bytes
+    total = f.scan_s + f.upload_s
+    rows = [
+        ("disc", f"{f.files} files, {f.disc_bytes / mb:.1f} MB ({f.disc_bytes / 2**20:.1f} MiB)"),
+        ("Python ready (navigate -> data-ready)", f"{f.python_ready_s:.1f} s"),
+        ("scan (folder handed -> review shown)", f"{f.scan_s:.2f} s"),
+        ("  of which Chromium listing the folder", f"{f.listing_s:.2f} s (until the change event)"),
+        ("upload (click -> receipt)", f"{f.upload_s:.1f} s"),
+        ("upload speed (disc MB / upload s)", f"{f.disc_bytes / mb / f.upload_s:.1f} MB/s"),
+        ("scan + upload", f"{total:.1f} s ({f.disc_bytes / mb / total:.1f} MB/s)"),
+        ("first chunk confirmed after click", f"{f.first_chunk_s:.2f} s"),
+        ("bytes sent / disc bytes",
+         f"{f.bytes_sent / mb:.1f} MB / {f.disc_bytes / mb:.1f} MB = {f.bytes_sent / f.disc_bytes:.3f}"),
+        ("progress reports (confirmed chunks)", f"{f.chunks_confirmed}"),
+    ]
+    if p.samples:
+        rows += [
+            ("peak worker wasm memory", f"{p.worker_wasm / 2**20:.0f} MiB"),
+            ("peak worker JS heap (used)", f"{p.worker_js_heap / 2**20:.1f} MiB"),
+            ("peak page JS heap (used)", f"{p.page_js_heap / 2**20:.1f} MiB"),
+            ("peak Chromium PSS (all processes)", f"{p.chromium_pss / 2**20:.0f} MiB"),
+            ("memory samples", f"{p.samples} (every {POLL} s)"),
+        ]
+    else:
+        rows.append(("memory", "not sampled (--no-memory)"))
+    rows += [
+        ("unpack + hash check (pcir-upload unpack)", f"{f.unpack_s:.1f} s"),
+        ("receipt", f.receipt),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print()
+    print(f"pcir-upload pipeline benchmark of {what}, driven over raw CDP (no Playwright)")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    options.add_argument("--size-mib", type=int, default=512, help="size of the CT-like disc (default 512)")
+    options.add_argument("--keep", action="store_true", help="keep the run folder (uploads, unpacked files)")
+    options.add_argument("--no-memory", action="store_true",
+                         help="do not sample memory (to check that sampling does not slow the upload)")
+    options.add_argument("--folder", type=Path, help="benchmark this folder instead (e.g. a real disc)")
+    args = options.parse_args(argv)
+    if not (ROOT / "dist" / "index.html").is_file():
+        print("dist/ is not built: run `python build.py` first", file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    folder = args.folder.resolve() if args.folder else ct_folder(OUT, args.size_mib, log)
+    listing = [p for p in folder.rglob("*") if p.is_file()]
+    if not listing:
+        print(f"{folder} holds no files", file=sys.stderr)
+        return 2
+    run_dir = OUT / datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ")
+    run_dir.mkdir()
+    figures = Figures()
+    receiver = None
+    ok = False
+    try:
+        receiver, url = start_receiver(run_dir / "data", run_dir / "server.log")
+        log(f"receiver at {url}, data in {run_dir / 'data'}")
+        contribute(url, folder, len(listing), figures, not args.no_memory)
+        log(f"receipt {figures.receipt}; unpacking")
+        stop(receiver)
+        unpack_and_verify(run_dir / "data", run_dir / "unpacked", folder, figures)
+        rows = report(figures, str(args.folder) if args.folder else f"--size-mib {args.size_mib}")
+        (OUT / "last-run.json").write_text(json.dumps(
+            {"date": datetime.now(timezone.utc).isoformat(), "folder": str(folder),
+             "figures": asdict(figures), "table": rows}, indent=2))
+        ok = True
+    except (BenchFailure, CDPError, OSError) as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+    finally:
+        if receiver:
+            stop(receiver)
+        if ok and not args.keep:
+            shutil.rmtree(run_dir)
+        else:
+            log(f"run folder kept: {run_dir}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

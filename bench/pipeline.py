@@ -1,7 +1,7 @@
 """End-to-end benchmark of the contribution page: a CT-like disc through the real page to the
 receiver, then unpacked and checked byte for byte.
 
-    /work/venv/bin/python bench/pipeline.py [--size-mib 512] [--keep]
+    .venv/bin/python bench/pipeline.py [--size-mib 512] [--keep]
 
 Run `python build.py` first: this measures whatever dist/ holds.
 

@@ -1,20 +1,28 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom.data
 import pytest
 
-from pcir_upload.keys import keygen, load_private_key, load_public_key_raw
+from pcir_upload.keys import PrivateKeys, PublicKeys, keygen, load_private_keys, load_public_keys
+
+
+@dataclass(frozen=True)
+class Keys:
+    private: PrivateKeys
+    public: PublicKeys
+    folder: Path
 
 
 @pytest.fixture
-def keys(tmp_path: Path):
-    """A fresh repository key pair: (private key, raw public key, folder)."""
+def keys(tmp_path: Path) -> Keys:
+    """The repository's key pairs, fresh, as `pcir-upload keygen` writes them."""
     folder = tmp_path / "keys"
     private_path, public_path = keygen(folder)
-    return load_private_key(private_path), load_public_key_raw(public_path), folder
+    return Keys(load_private_keys(private_path), load_public_keys(public_path), folder)
 
 
 @pytest.fixture(scope="session")

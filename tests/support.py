@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 import uvicorn
-from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pcir_upload.disc import DiscFile, DiscReadError
+from pcir_upload.keys import PublicKeys
 from pcir_upload.server.app import create_app
 from pcir_upload.tus import Response, TransportError
 
@@ -40,8 +41,12 @@ def running(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def receiver(data_dir: Path, site_dir: Path, public_key: bytes, **options: Any) -> Iterator[str]:
-    with running(create_app(data_dir, site_dir, public_key, **options)) as url:
+def receiver(data_dir: Path, site_dir: Path, keys: PublicKeys | bytes, **options: Any) -> Iterator[str]:
+    """The receiver app on a free port, with both public keys (or a bare X25519 one)."""
+    if isinstance(keys, PublicKeys):
+        options.setdefault("hybrid_public_key", keys.hybrid)
+        keys = keys.classical
+    with running(create_app(data_dir, site_dir, keys, **options)) as url:
         yield url
 
 
@@ -54,6 +59,9 @@ class PycaPrimitives:
 
     async def x25519(self, private_key: Any, public_key: bytes) -> bytes:
         return private_key.exchange(x25519.X25519PublicKey.from_public_bytes(public_key))
+
+    async def mlkem768_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        return mlkem.MLKEM768PublicKey.from_public_bytes(public_key).encapsulate()
 
     async def aes_gcm_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
         return AESGCM(key).encrypt(nonce, plaintext, aad)

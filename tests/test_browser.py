@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hpke as pyca_hpke
-from cryptography.hazmat.primitives.asymmetric import x25519
 from playwright.sync_api import Browser, Page, Request, sync_playwright
 
-from pcir_upload.unpack import unpack_all
+from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, ChunkHeader
+from pcir_upload.unpack import OPENERS, unpack_all
 from support import files_of, receiver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +46,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def site(tmp_path: Path, keys) -> Iterator[tuple[str, Path]]:
     """The built page and the receiver, on a free port: (base URL, data folder)."""
-    _, public_key, _ = keys
     data = tmp_path / "data"
-    with receiver(data, DIST, public_key) as url:
+    with receiver(data, DIST, keys.public) as url:
         yield url, data
 
 
@@ -83,21 +81,25 @@ def open_page(browser: Browser, url: str) -> tuple[Page, Recorder]:
     return page, recorder
 
 
-def finish_upload(page: Page) -> str:
+def finish_upload(page: Page, post_quantum: bool = True) -> str:
     page.wait_for_selector("#step-review:not([hidden])", timeout=60_000)
     assert "Archibald Doe" in page.inner_text("#summary")
     page.click("#upload")
     page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=120_000)
     assert page.is_hidden("#error"), page.inner_text("#error")
+    # One plain line tells the patient which protection the contribution got.
+    protection = page.inner_text("#done-protection")
+    assert ("post-quantum protection:" in protection) == post_quantum, protection
     return page.inner_text("#receipt-code")
 
 
-def check_arrival(data: Path, keys, tmp_path: Path, code: str, disc: Path) -> dict:
-    private_key, _, _ = keys
+def check_arrival(data: Path, keys, tmp_path: Path, code: str, disc: Path, post_quantum: bool = True) -> dict:
     out = tmp_path / "out"
     reports: list[str] = []
-    assert unpack_all(data, private_key, out, reports.append), reports
+    assert unpack_all(data, keys.private, out, reports.append), reports
     assert len(reports) == 1 and code in reports[0]
+    sealed_with = "ML-KEM-768+X25519 (post-quantum)" if post_quantum else "X25519"
+    assert f"sealed with {sealed_with}" in reports[0]
     (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
     assert files_of(contribution / "files") == files_of(disc)
     return json.loads((contribution / "manifest.json").read_text())
@@ -123,6 +125,19 @@ def test_contribution_through_webkitdirectory(browser, site, keys, dicomdirtests
     manifest = check_arrival(data, keys, tmp_path, code, dicomdirtests)
     assert manifest["terms"]["version"] == page.get_attribute("#terms", "data-version")
     check_traffic(recorder, url)
+    page.context.close()
+
+
+def test_without_ml_kem_the_classical_suite_is_used(browser, site, keys, dicomdirtests, tmp_path) -> None:
+    url, data = site
+    page, _ = open_page(browser, url)
+    # As in browsers whose WebCrypto has no ML-KEM: take it away from the page's worker.
+    assert page.workers, "the Python worker is not running"
+    for worker in page.workers:
+        worker.evaluate("delete SubtleCrypto.prototype.encapsulateBits")
+    page.set_input_files("#folder-input", dicomdirtests)
+    code = finish_upload(page, post_quantum=False)
+    check_arrival(data, keys, tmp_path, code, dicomdirtests, post_quantum=False)
     page.context.close()
 
 
@@ -197,7 +212,7 @@ class FixedEphemeral(WebCrypto):
         return key, bytes.fromhex(V["pkEm"])
 
 first = V["encryptions"][0]
-sealed = await hpke.seal(FixedEphemeral(), bytes.fromhex(V["pkRm"]), bytes.fromhex(V["info"]),
+sealed = await hpke.seal(FixedEphemeral(), hpke.KEM_X25519_HKDF_SHA256, bytes.fromhex(V["pkRm"]), bytes.fromhex(V["info"]),
                          bytes.fromhex(first["pt"]), bytes.fromhex(first["aad"]))
 result = sealed.hex()
 """
@@ -206,23 +221,24 @@ result = sealed.hex()
     page.close()
 
 
-def test_chunks_sealed_by_webcrypto_open_with_pyca(browser, site) -> None:
+@pytest.mark.parametrize("suite", [SUITE_HYBRID, SUITE_X25519], ids=["hybrid", "classical"])
+def test_chunks_sealed_by_webcrypto_open_with_pyca(browser, site, keys, suite) -> None:
     url, _ = site
     page = browser.new_page()
     page.goto(url + "/")
-    recipient = x25519.X25519PrivateKey.generate()
-    public_hex = recipient.public_key().public_bytes_raw().hex()
+    public_key = keys.public.hybrid if suite == SUITE_HYBRID else keys.public.classical
     code = WEBCRYPTO_PRELUDE + f"""
-from pcir_upload.envelope import Sealer
-sealer = Sealer(WebCrypto(), bytes.fromhex({public_hex!r}), bytes(range(16)))
+from pcir_upload.envelope import Recipient, Sealer
+sealer = Sealer(WebCrypto(), Recipient({suite!r}, bytes.fromhex({public_key.hex()!r})), bytes(range(16)))
 chunks = [await sealer.seal(bytes([i]) * 100_000, final=(i == 2)) for i in range(3)]
 result = json.dumps([c.hex() for c in chunks])
 """
     chunks = [bytes.fromhex(c) for c in json.loads(run_python_in_page(page, code))]
-    suite = pyca_hpke.Suite(pyca_hpke.KEM.X25519, pyca_hpke.KDF.HKDF_SHA256, pyca_hpke.AEAD.AES_256_GCM)
     for i, chunk in enumerate(chunks):
-        header, message = chunk[:40], chunk[40:]
-        assert suite.decrypt(message, recipient, info=header) == bytes([i]) * 100_000
+        header, message = ChunkHeader.parse(chunk[:40]), chunk[40:]
+        assert header.suite == suite and header.index == i
+        key = keys.private.hybrid if suite == SUITE_HYBRID else keys.private.classical
+        assert OPENERS[suite].decrypt(message, key, info=chunk[:40]) == bytes([i]) * 100_000
     page.close()
 
 
@@ -238,10 +254,9 @@ def test_a_file_gone_from_the_disc_is_recorded_and_the_rest_arrives(browser, sit
     page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=120_000)
     assert page.is_hidden("#error"), page.inner_text("#error")
 
-    private_key, _, _ = keys
     out = tmp_path / "out"
     reports: list[str] = []
-    assert unpack_all(data, private_key, out, reports.append), reports
+    assert unpack_all(data, keys.private, out, reports.append), reports
     assert "1 not fully readable" in reports[0]
     (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
     manifest = json.loads((contribution / "manifest.json").read_text())

@@ -14,13 +14,16 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from pcir_upload.envelope import Sealer
+from pcir_upload.envelope import SUITE_X25519, Recipient, Sealer
+from pcir_upload.keys import PrivateKeys
 from pcir_upload.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from pcir_upload.unpack import UnpackError, unpack_upload
 from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter
 from support import PycaPrimitives
 
 KEY = x25519.X25519PrivateKey.generate()
+KEYS = PrivateKeys(KEY, None)
+RECIPIENT = Recipient(SUITE_X25519, KEY.public_key().public_bytes_raw())
 UPLOAD_ID = "u" * 32
 
 
@@ -41,7 +44,7 @@ def seal_package(tmp_path: Path, entries: list[tuple[str, bytes]], manifest: Any
         parts += [writer.begin(MANIFEST_NAME), writer.write(body), writer.end()]
     parts.append(writer.finish())
     package = b"".join(parts)
-    sealer = Sealer(PycaPrimitives(), KEY.public_key().public_bytes_raw(), contribution_id)
+    sealer = Sealer(PycaPrimitives(), RECIPIENT, contribution_id)
     pieces = [package[i:i + 1000] for i in range(0, len(package), 1000)]
     chunks = asyncio.run(_seal(sealer, pieces))
     path = tmp_path / name
@@ -66,7 +69,7 @@ def out(tmp_path: Path) -> Path:
 
 
 def unpack(data: Path, out: Path, upload_id: str = UPLOAD_ID):
-    return unpack_upload(upload_id, data, KEY, out)
+    return unpack_upload(upload_id, data, KEYS, out)
 
 
 def refused(tmp_path: Path, out: Path, entries, manifest, cid, match: str) -> None:
@@ -149,7 +152,7 @@ def test_damaged_compressed_data_is_refused(tmp_path, out) -> None:
     damaged = entry[:60] + bytes(b ^ 0xFF for b in entry[60:90]) + entry[90:]
     body = json.dumps(manifest_for(cid, [record("a", content)])).encode()
     package = damaged + writer.begin(MANIFEST_NAME) + writer.write(body) + writer.end() + writer.finish()
-    sealer = Sealer(PycaPrimitives(), KEY.public_key().public_bytes_raw(), cid)
+    sealer = Sealer(PycaPrimitives(), RECIPIENT, cid)
     data = tmp_path / "upload"
     data.write_bytes(b"".join(asyncio.run(_seal(sealer, [package]))))
     with pytest.raises(UnpackError, match="files/a|a:"):

@@ -214,6 +214,10 @@ async function upload() {
   const receipt = answer.receipt;
   $('receipt-code').textContent = receipt.code;
   $('done-details').textContent = `${receipt.files} files (${megabytes(receipt.disc_bytes)}) were sent as ${megabytes(receipt.bytes_sent)} of encrypted data.`;
+  $('done-protection').textContent = receipt.post_quantum
+    ? 'Your images were locked with post-quantum protection: they stay sealed even against the quantum computers of the future.'
+    : 'Your images were locked with strong standard encryption. This browser does not offer post-quantum protection yet; an up-to-date Chrome or Edge does.';
+  document.body.dataset.postQuantum = String(receipt.post_quantum);
   document.body.dataset.receipt = receipt.code;
   show('step-done');
 }

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, keygen, load_private_key, load_public_key_raw
+from .keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, keygen, load_private_keys, load_public_keys
 
 
 def _site_dir() -> Path:
@@ -40,12 +40,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Created a new key pair. The private key is {private_path.resolve()}")
         print("  Keep it safe, and better off this server: only `pcir-upload unpack` needs it.")
     try:
-        public_key = load_public_key_raw(public_key_path)
+        keys = load_public_keys(public_key_path)
     except (OSError, ValueError) as exc:
         print(f"pcir-upload serve: cannot use the public key {public_key_path}: {exc}", file=sys.stderr)
         return 1
+    if keys.hybrid is None:
+        print("No hybrid (post-quantum) public key: every contribution is sealed with X25519 alone.")
     print(f"Serving the contribution page on http://{args.host}:{args.port}/ (data in {args.data.resolve()})")
-    run(args.data, site, public_key, args.host, args.port)
+    run(args.data, site, keys.classical, keys.hybrid, args.host, args.port)
     return 0
 
 
@@ -53,12 +55,19 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     from .unpack import unpack_all
 
     try:
-        private_key = load_private_key(args.private_key)
+        private_keys = load_private_keys(args.private_key)
     except (OSError, ValueError) as exc:
         print(f"pcir-upload unpack: cannot use the private key {args.private_key}: {exc}", file=sys.stderr)
         return 1
-    ok = unpack_all(args.data, private_key, args.out)
+    ok = unpack_all(args.data, private_keys, args.out)
     return 0 if ok else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .ledger import table
+
+    print(table(args.data))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("keygen", help="make the repository's key pair",
-                            description="Write DIR/private_key.pem (mode 0600) and DIR/public_key.pem (X25519).")
+                            description="Write DIR/private_key.pem (mode 0600) and DIR/public_key.pem: an "
+                            "X25519 key pair, and beside it a hybrid post-quantum pair (X-Wing: ML-KEM-768 + X25519).")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.set_defaults(run=cmd_keygen)
 
@@ -93,6 +103,13 @@ def parser() -> argparse.ArgumentParser:
                    help=f"the repository's private key ({PRIVATE_KEY_NAME})")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
     p.set_defaults(run=cmd_unpack)
+
+    p = commands.add_parser("list", help="show every upload the receiver holds",
+                            description="Every upload in DATA, complete or still uploading: its size, "
+                            "chunks, the suite it is sealed with (X25519, or the post-quantum "
+                            "ML-KEM-768+X25519), when it started and finished. Needs no key.")
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="the server's data folder")
+    p.set_defaults(run=cmd_list)
     return top
 
 

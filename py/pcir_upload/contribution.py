@@ -19,7 +19,7 @@ from typing import Any
 
 from . import __version__
 from .disc import DiscFile, DiscReader
-from .envelope import Sealer
+from .envelope import SUITE_HYBRID, Recipient, Sealer
 from .hpke import Primitives
 from .package import Packager
 from .tus import Transport, Upload
@@ -59,6 +59,7 @@ class Receipt:
     disc_bytes: int
     bytes_sent: int
     chunks: int
+    post_quantum: bool  # sealed with the hybrid ML-KEM-768 + X25519 suite
     unreadable: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
@@ -86,7 +87,7 @@ async def contribute(
     listing: Sequence[DiscFile],
     reader: DiscReader,
     manifest: dict[str, Any],
-    public_key: bytes,
+    recipient: Recipient,
     primitives: Primitives,
     transport: Transport,
     endpoint: str,
@@ -108,7 +109,7 @@ async def contribute(
         "client": {"name": "pcir-upload", "version": __version__},
     }
     packager = Packager(listing, reader, manifest, level=level)
-    sealer = Sealer(primitives, public_key, contribution_id)
+    sealer = Sealer(primitives, recipient, contribution_id)
     upload = Upload(transport, endpoint)
     files_total = len(listing)
     disc_total = sum(f.size for f in listing)
@@ -157,5 +158,6 @@ async def contribute(
         disc_bytes=disc_total,
         bytes_sent=upload.offset,
         chunks=sealer.index,
+        post_quantum=recipient.suite == SUITE_HYBRID,
         unreadable=[r for r in packager.records if "error" in r],
     )

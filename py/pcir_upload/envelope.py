@@ -20,9 +20,23 @@ from . import hpke
 MAGIC = b"PCIR"
 VERSION = 1
 SUITE_X25519 = (hpke.KEM_X25519_HKDF_SHA256, hpke.KDF_HKDF_SHA256, hpke.AEAD_AES_256_GCM)
+SUITE_HYBRID = (hpke.KEM_MLKEM768_X25519, hpke.KDF_HKDF_SHA256, hpke.AEAD_AES_256_GCM)
+SUITES = (SUITE_X25519, SUITE_HYBRID)
 FLAG_FINAL = 0x01
 MAX_PLAINTEXT = 16 * 1024 * 1024
-MESSAGE_OVERHEAD = hpke.N_ENC + hpke.N_T  # enc before the ciphertext, GCM tag after it
+
+
+def message_overhead(suite: tuple[int, int, int]) -> int:
+    """Bytes an HPKE message adds to its plaintext: enc before the ciphertext, the tag after."""
+    return hpke.N_ENC[suite[0]] + hpke.N_T
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The repository's public key of one suite, as the page got it from the server."""
+
+    suite: tuple[int, int, int]
+    public_key: bytes
 
 _HEADER = struct.Struct(">4sBHHHB16sQI")
 HEADER_SIZE = _HEADER.size  # 40
@@ -55,11 +69,12 @@ class ChunkHeader:
             raise EnvelopeError("not a pcir-upload chunk (bad magic)")
         if version != VERSION:
             raise EnvelopeError(f"unknown envelope version {version}")
-        if (kem, kdf, aead) != SUITE_X25519:
+        if (kem, kdf, aead) not in SUITES:
             raise EnvelopeError(f"unknown HPKE suite {kem:#06x}/{kdf:#06x}/{aead:#06x}")
         if flags & ~FLAG_FINAL:
             raise EnvelopeError(f"unknown chunk flags {flags:#04x}")
-        if not MESSAGE_OVERHEAD <= length <= MAX_PLAINTEXT + MESSAGE_OVERHEAD:
+        overhead = message_overhead((kem, kdf, aead))
+        if not overhead <= length <= MAX_PLAINTEXT + overhead:
             raise EnvelopeError(f"chunk length {length} is out of range")
         return cls((kem, kdf, aead), bool(flags & FLAG_FINAL), cid, index, length)
 
@@ -67,11 +82,13 @@ class ChunkHeader:
 class Sealer:
     """Seals one contribution's package, chunk after chunk, to the repository's public key."""
 
-    def __init__(self, primitives: hpke.Primitives, public_key: bytes, contribution_id: bytes):
+    def __init__(self, primitives: hpke.Primitives, recipient: Recipient, contribution_id: bytes):
         if len(contribution_id) != 16:
             raise ValueError("a contribution id is 16 bytes")
+        if recipient.suite not in SUITES:
+            raise ValueError(f"unknown suite {recipient.suite}")
         self._primitives = primitives
-        self._public_key = public_key
+        self._recipient = recipient
         self.contribution_id = contribution_id
         self.index = 0
         self.finished = False
@@ -84,11 +101,14 @@ class Sealer:
             raise ValueError("chunk plaintext too large")
         if not plaintext and not (final and self.index == 0):
             raise ValueError("only the sole chunk of an empty package may be empty")
+        suite = self._recipient.suite
         header = ChunkHeader(
-            SUITE_X25519, final, self.contribution_id, self.index,
-            len(plaintext) + MESSAGE_OVERHEAD,
+            suite, final, self.contribution_id, self.index,
+            len(plaintext) + message_overhead(suite),
         ).pack()
-        message = await hpke.seal(self._primitives, self._public_key, header, plaintext)
+        message = await hpke.seal(
+            self._primitives, suite[0], self._recipient.public_key, header, plaintext
+        )
         self.index += 1
         self.finished = final
         return header + message

@@ -24,17 +24,23 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives import hpke as pyca_hpke
-from cryptography.hazmat.primitives.asymmetric import x25519
 
 from .contribution import receipt_code
 from .disc import path_problem
-from .envelope import EnvelopeError, read_chunks
+from .envelope import SUITE_HYBRID, SUITE_X25519, SUITES, EnvelopeError, read_chunks
+from .keys import PrivateKeys
 from .package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from .server.store import completed_uploads
 
-SUITE = pyca_hpke.Suite(
-    pyca_hpke.KEM.X25519, pyca_hpke.KDF.HKDF_SHA256, pyca_hpke.AEAD.AES_256_GCM
-)
+OPENERS = {
+    SUITE_X25519: pyca_hpke.Suite(
+        pyca_hpke.KEM.X25519, pyca_hpke.KDF.HKDF_SHA256, pyca_hpke.AEAD.AES_256_GCM
+    ),
+    SUITE_HYBRID: pyca_hpke.Suite(
+        pyca_hpke.KEM.MLKEM768_X25519, pyca_hpke.KDF.HKDF_SHA256, pyca_hpke.AEAD.AES_256_GCM
+    ),
+}
+SUITE_NAMES = {SUITE_X25519: "X25519", SUITE_HYBRID: "ML-KEM-768+X25519 (post-quantum)"}
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_FILES = 1_000_000
 _COPY_SIZE = 1024 * 1024
@@ -54,12 +60,16 @@ class Unpacked:
     files: int
     bytes: int
     unreadable: int
+    suite: str
     skipped: bool = False
 
 
-def open_envelope(upload: BinaryIO, private_key: x25519.X25519PrivateKey, sink: BinaryIO) -> bytes:
-    """Decrypt every chunk into `sink`; returns the contribution id. Raises UnpackError."""
+def open_envelope(
+    upload: BinaryIO, keys: PrivateKeys, sink: BinaryIO
+) -> tuple[bytes, tuple[int, int, int]]:
+    """Decrypt every chunk into `sink`; returns the contribution id and the suite. Raises UnpackError."""
     contribution_id: bytes | None = None
+    suite: tuple[int, int, int] | None = None
     expected_index, final_seen = 0, False
     try:
         for header, raw, message in read_chunks(upload):
@@ -68,11 +78,17 @@ def open_envelope(upload: BinaryIO, private_key: x25519.X25519PrivateKey, sink: 
             if header.index != expected_index:
                 raise UnpackError(f"chunk {expected_index} is missing or out of order")
             if contribution_id is None:
-                contribution_id = header.contribution_id
+                contribution_id, suite = header.contribution_id, header.suite
             elif header.contribution_id != contribution_id:
                 raise UnpackError(f"chunk {header.index} belongs to another contribution")
+            elif header.suite != suite:
+                raise UnpackError(f"chunk {header.index} is sealed with another suite than chunk 0")
+            key = keys.classical if header.suite == SUITE_X25519 else keys.hybrid
+            if key is None:
+                raise UnpackError("the contribution is sealed with the hybrid suite, and no "
+                                  "hybrid private key was given")
             try:
-                plaintext = SUITE.decrypt(message, private_key, info=raw)
+                plaintext = OPENERS[header.suite].decrypt(message, key, info=raw)
             except Exception:
                 raise UnpackError(
                     f"chunk {header.index} does not open: it was altered, or sealed to another key"
@@ -84,11 +100,11 @@ def open_envelope(upload: BinaryIO, private_key: x25519.X25519PrivateKey, sink: 
             expected_index += 1
     except EnvelopeError as exc:
         raise UnpackError(str(exc)) from None
-    if contribution_id is None:
+    if contribution_id is None or suite is None:
         raise UnpackError("the upload is empty")
     if not final_seen:
         raise UnpackError("the contribution is cut short: its final chunk is missing")
-    return contribution_id
+    return contribution_id, suite
 
 
 def safe_path(path: Any) -> Path:
@@ -192,7 +208,7 @@ def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path) -> No
 def unpack_upload(
     upload_id: str,
     data_path: Path,
-    private_key: x25519.X25519PrivateKey,
+    keys: PrivateKeys,
     out: Path,
 ) -> Unpacked:
     """Unpack one completed upload into `out/<contribution id>`; skips it if done before.
@@ -202,8 +218,11 @@ def unpack_upload(
     naming a contribution that another upload already delivered is refused, not skipped.
     """
     marker = out / ".uploads" / upload_id
-    if marker.exists() and (out / marker.read_text().strip() / MANIFEST_NAME).exists():
-        return _summary(upload_id, out / marker.read_text().strip(), skipped=True)
+    if marker.exists():
+        done_id, kem = marker.read_text().split()
+        if (out / done_id / MANIFEST_NAME).exists():
+            suite = next(s for s in SUITES if s[0] == int(kem, 16))
+            return _summary(upload_id, out / done_id, suite, skipped=True)
 
     work = out / f".unpacking-{upload_id}"
     shutil.rmtree(work, ignore_errors=True)
@@ -211,7 +230,7 @@ def unpack_upload(
     try:
         package_path = work / "package.zip"
         with open(data_path, "rb") as upload, open(package_path, "wb") as sink:
-            contribution_id = open_envelope(upload, private_key, sink)
+            contribution_id, suite = open_envelope(upload, keys, sink)
         try:
             archive = zipfile.ZipFile(package_path)
         except (zipfile.BadZipFile, OSError) as exc:
@@ -237,16 +256,18 @@ def unpack_upload(
             )
         os.replace(work / "contribution", final_dir)
         marker.parent.mkdir(exist_ok=True)
-        (work / "marker").write_text(contribution_id.hex())
+        (work / "marker").write_text(f"{contribution_id.hex()} {suite[0]:04x}\n")
         os.replace(work / "marker", marker)
-        return _summary(upload_id, final_dir)
+        return _summary(upload_id, final_dir, suite)
     except OSError as exc:  # the repository's own disks: the upload unreadable, OUT full
         raise UnpackError(str(exc)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _summary(upload_id: str, folder: Path, skipped: bool = False) -> Unpacked:
+def _summary(
+    upload_id: str, folder: Path, suite: tuple[int, int, int], skipped: bool = False
+) -> Unpacked:
     manifest = json.loads((folder / MANIFEST_NAME).read_bytes())
     files = manifest["files"]
     return Unpacked(
@@ -256,13 +277,14 @@ def _summary(upload_id: str, folder: Path, skipped: bool = False) -> Unpacked:
         files=len(files),
         bytes=sum(r["size"] for r in files),
         unreadable=sum(1 for r in files if "error" in r),
+        suite=SUITE_NAMES[suite],
         skipped=skipped,
     )
 
 
 def unpack_all(
     data_dir: Path,
-    private_key: x25519.X25519PrivateKey,
+    keys: PrivateKeys,
     out: Path,
     report: Callable[[str], None] = print,
 ) -> bool:
@@ -271,7 +293,7 @@ def unpack_all(
     ok = True
     for upload in completed_uploads(data_dir):
         try:
-            result = unpack_upload(upload.id, upload.data_path, private_key, out)
+            result = unpack_upload(upload.id, upload.data_path, keys, out)
         except UnpackError as exc:
             ok = False
             report(f"FAILED  upload {upload.id}: {exc}")
@@ -280,6 +302,6 @@ def unpack_all(
         note = f", {result.unreadable} not fully readable on the disc" if result.unreadable else ""
         report(
             f"{verb:16s} {result.contribution_id} (receipt {result.code}): "
-            f"{result.files} files, {result.bytes} bytes{note}"
+            f"{result.files} files, {result.bytes} bytes, sealed with {result.suite}{note}"
         )
     return ok

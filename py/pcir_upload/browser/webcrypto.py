@@ -1,14 +1,16 @@
-"""HPKE's primitives from the browser's WebCrypto: X25519 and AES-256-GCM, run natively."""
+"""HPKE's primitives from the browser's WebCrypto: X25519, ML-KEM-768 and AES-256-GCM, native."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import js
+from pyodide.ffi import JsException
 
 from ._js import js_object, to_bytes, uint8array
 
 _X25519 = {"name": "X25519"}
+_MLKEM768 = {"name": "ML-KEM-768"}
 
 
 class WebCrypto:
@@ -32,6 +34,26 @@ class WebCrypto:
             js_object({"name": "X25519", "public": peer}), private_key, 256
         )
         return to_bytes(bits)
+
+    async def supports_mlkem768(self) -> bool:
+        """Whether this browser's WebCrypto has ML-KEM-768 (Chromium from 2026 on; not all do)."""
+        if not hasattr(self._subtle, "encapsulateBits"):
+            return False
+        try:
+            await self._subtle.generateKey(
+                js_object(_MLKEM768), False, js_object(["encapsulateBits", "decapsulateBits"])
+            )
+        except JsException:
+            return False
+        return True
+
+    async def mlkem768_encapsulate(self, public_key: bytes) -> tuple[bytes, bytes]:
+        key = await self._subtle.importKey(
+            "raw-public", uint8array(public_key), js_object(_MLKEM768), False,
+            js_object(["encapsulateBits"]),
+        )
+        result = await self._subtle.encapsulateBits(js_object(_MLKEM768), key)
+        return to_bytes(result.sharedKey), to_bytes(result.ciphertext)
 
     async def aes_gcm_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
         aes_key = await self._subtle.importKey(

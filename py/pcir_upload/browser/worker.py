@@ -19,6 +19,7 @@ from pyscript import window
 from ..contribution import Progress, contribute
 from ..disc import DiscFile, make_listing
 from ..discovery import scan_disc
+from ..envelope import SUITE_HYBRID, SUITE_X25519, Recipient
 from ..tus import UploadError
 from .fetch import FetchTransport
 from .files import BrowserDisc
@@ -56,6 +57,16 @@ async def scan(entries: Any) -> str:
     return json.dumps({"summary": summary})
 
 
+async def _recipient(config: dict[str, Any], crypto: WebCrypto) -> Recipient:
+    """The hybrid post-quantum suite where the browser can, the classical one where not."""
+    def key(name: str) -> bytes:
+        return base64.urlsafe_b64decode(config[name] + "=" * (-len(config[name]) % 4))
+
+    if config.get("hybrid_public_key") and await crypto.supports_mlkem768():
+        return Recipient(SUITE_HYBRID, key("hybrid_public_key"))
+    return Recipient(SUITE_X25519, key("public_key"))
+
+
 def _report(progress: Progress) -> None:
     window.pcirProgress(json.dumps(progress.to_json()))
 
@@ -73,13 +84,13 @@ async def contribute_disc(options: str) -> str:
         if not response.ok:
             return json.dumps({"error": "The repository is not answering right now. Please try again later."})
         config = json.loads(await response.text())
-        public_key = base64.urlsafe_b64decode(config["public_key"] + "==")
+        crypto = WebCrypto()
         receipt = await contribute(
             listing=disc.listing,
             reader=BrowserDisc(disc.files),
             manifest={"terms": chosen["terms"], "summary": disc.summary},
-            public_key=public_key,
-            primitives=WebCrypto(),
+            recipient=await _recipient(config, crypto),
+            primitives=crypto,
             transport=FetchTransport(),
             endpoint=origin + config["upload_endpoint"],
             on_progress=_report,

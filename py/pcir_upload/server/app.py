@@ -118,20 +118,27 @@ class Receiver(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 def create_app(
     data_dir: Path,
     site_dir: Path,
     public_key_raw: bytes,
     *,
+    hybrid_public_key: bytes | None = None,
     max_upload_size: int = MAX_UPLOAD_SIZE,
 ) -> Starlette:
-    """The receiver: uploads land in `data_dir`, encrypted by the page to `public_key_raw` (X25519)."""
+    """The receiver: uploads land in `data_dir`, sealed by the page to `public_key_raw` (X25519)
+    or, where the browser has ML-KEM, to `hybrid_public_key` (X-Wing, 1,216 bytes)."""
     if len(public_key_raw) != 32:
         raise ValueError("public_key_raw must be a 32-byte raw X25519 public key")
-    config = {
-        "public_key": base64.urlsafe_b64encode(public_key_raw).rstrip(b"=").decode("ascii"),
-        "upload_endpoint": UPLOAD_ENDPOINT,
-    }
+    config = {"public_key": _b64(public_key_raw), "upload_endpoint": UPLOAD_ENDPOINT}
+    if hybrid_public_key is not None:
+        if len(hybrid_public_key) != 1216:
+            raise ValueError("hybrid_public_key must be a 1,216-byte X-Wing public key")
+        config["hybrid_public_key"] = _b64(hybrid_public_key)
 
     async def api_config(request: Request) -> Response:
         return JSONResponse(config, headers={"Cache-Control": "no-store"})
@@ -146,6 +153,14 @@ def create_app(
     )
 
 
-def run(data_dir: Path, site_dir: Path, public_key_raw: bytes, host: str, port: int) -> None:
+def run(
+    data_dir: Path,
+    site_dir: Path,
+    public_key_raw: bytes,
+    hybrid_public_key: bytes | None,
+    host: str,
+    port: int,
+) -> None:
     """Serve until interrupted. Uvicorn streams request bodies, so large PATCHes are never buffered."""
-    uvicorn.run(create_app(data_dir, site_dir, public_key_raw), host=host, port=port, log_level="info")
+    app = create_app(data_dir, site_dir, public_key_raw, hybrid_public_key=hybrid_public_key)
+    uvicorn.run(app, host=host, port=port, log_level="info")

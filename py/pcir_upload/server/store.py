@@ -142,11 +142,14 @@ class UploadStore:
         folder = self._folder(upload_id)
         return _read(folder) if folder else None
 
+    def iter_all(self) -> Iterator[Upload]:
+        """Every upload, complete or not, oldest first."""
+        uploads = (self.get(folder.name) for folder in self.root.iterdir())
+        yield from sorted((u for u in uploads if u is not None), key=lambda u: (u.created, u.id))
+
     def iter_completed(self) -> Iterator[Upload]:
         """Completed uploads, oldest first."""
-        uploads = (self.get(folder.name) for folder in self.root.iterdir())
-        done = [u for u in uploads if u is not None and u.completed is not None]
-        yield from sorted(done, key=lambda u: (u.created, u.id))
+        return (u for u in self.iter_all() if u.completed is not None)
 
     async def create(self, length: int | None) -> Upload:
         """A new, empty upload; `length` None means the client will tell us later."""
@@ -269,9 +272,13 @@ class UploadStore:
         _fsync_dir(self.root)
 
 
+def all_uploads(data_dir: Path) -> list[Upload]:
+    """Every upload in `data_dir`, oldest first (what `list` shows)."""
+    if not (Path(data_dir) / "uploads").is_dir():
+        return []
+    return list(UploadStore(data_dir).iter_all())
+
+
 def completed_uploads(data_dir: Path) -> list[Upload]:
     """The uploads in `data_dir` that have all their bytes, oldest first (what `unpack` reads)."""
-    root = Path(data_dir) / "uploads"
-    if not root.is_dir():
-        return []
-    return list(UploadStore(data_dir).iter_completed())
+    return [u for u in all_uploads(data_dir) if u.completed is not None]

@@ -92,7 +92,10 @@ def test_options_announces_protocol(client: httpx.Client) -> None:
     assert r.status_code == 204
     assert r.headers["Tus-Resumable"] == "1.0.0"
     assert r.headers["Tus-Version"] == "1.0.0"
-    assert r.headers["Tus-Extension"] == "creation,creation-defer-length,termination"
+    assert r.headers["Tus-Extension"] == (
+        "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation"
+    )
+    assert r.headers["Tus-Checksum-Algorithm"] == "sha256"
     assert r.headers["Tus-Max-Size"] == str(64 * 1024**3)
     assert r.headers["Cache-Control"] == "no-store"
 

@@ -1,29 +1,44 @@
 """The embedded receiver: the contribution page, its config, and the tus endpoint, on one origin.
 
 One origin on purpose: the page needs no CORS, and cross-origin isolation
-(COOP/COEP, for the Python worker's SharedArrayBuffer) is simple to give.
+(COOP/COEP, for the Python worker's SharedArrayBuffer) is simple to give. Other
+origins may send uploads only when the operator names them (`allowed_origins`).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import logging
 import mimetypes
 import os
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pcir_upload.server.store import MAX_UPLOAD_SIZE, UploadStore
-from pcir_upload.server.tus import TusEndpoint
+from pcir_upload.server.store import EXPIRE_AFTER, MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
+from pcir_upload.server.tus import TUS_VERSION, authority, TusEndpoint
 
 UPLOAD_ENDPOINT = "/files/"
+EXPIRE_EVERY = 3600.0
+# A final upload names every partial in one header: 1,200 of them (a DVD in 4 MiB chunks)
+# is about 50 KB, past h11's 16 KiB default for a request head.
+MAX_REQUEST_HEAD = 1024 * 1024
+
+log = logging.getLogger("pcir_upload.server")
 
 # PyScript evaluates Python glue with eval() ('unsafe-eval') and runs its worker
 # from a blob: URL; WebAssembly compilation needs 'wasm-unsafe-eval'. Everything
@@ -111,11 +126,89 @@ class SiteFiles(StaticFiles):
         return response
 
 
+CORS_PATHS = (UPLOAD_ENDPOINT, "/api/")
+CORS_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+CORS_REQUEST_HEADERS = (
+    "Tus-Resumable, Upload-Length, Upload-Defer-Length, Upload-Offset, Upload-Metadata, "
+    "Upload-Checksum, Upload-Concat, Pcir-Upload-Secret, Content-Type"
+)
+CORS_RESPONSE_HEADERS = (
+    "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Expires, Upload-Concat, "
+    "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Retry-After"
+)
+
+
+def normalize_origin(origin: str) -> str | None:
+    """scheme://host[:port] in lower case without a default port; None if it is not an origin."""
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        return None
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        return None
+    return f"{parts.scheme}://{authority(parts.scheme, parts.netloc)}"
+
+
+class OriginCheck:
+    """Uploads and config from other origins only where the operator allowed them.
+
+    A browser sends `Origin` with cross-origin requests (and with same-origin POSTs);
+    an origin that is neither this server's own nor configured gets 403, so no page
+    elsewhere can drive a patient's browser to upload here, or read our answers.
+    Configured origins get what tus needs from CORS, preflight included.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path + "/").startswith(CORS_PATHS):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("Origin")
+        own = f"{scope['scheme']}://{authority(scope['scheme'], headers.get('Host', ''))}"
+        normalized = normalize_origin(origin) if origin is not None else None
+        if origin is None or normalized == own:
+            await self.app(scope, receive, send)
+            return
+        if normalized not in self.allowed:
+            response = Response("Requests from other sites are not accepted", 403, media_type="text/plain")
+            await response(scope, receive, send)
+            return
+        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        if scope["method"] == "OPTIONS" and "Access-Control-Request-Method" in headers:
+            preflight = {
+                **cors,
+                "Access-Control-Allow-Methods": CORS_METHODS,
+                "Access-Control-Allow-Headers": CORS_REQUEST_HEADERS,
+                "Access-Control-Max-Age": "86400",
+                "Tus-Resumable": TUS_VERSION,
+            }
+            await Response(status_code=204, headers=preflight)(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = MutableHeaders(scope=message)
+                for name, value in cors.items():
+                    response_headers[name] = value
+                response_headers["Access-Control-Expose-Headers"] = CORS_RESPONSE_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
 class Receiver(Starlette):
     """Starlette with the security headers outside even its error handler, so 500s carry them too."""
 
+    def __init__(self, *args: Any, allowed_origins: Iterable[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allowed_origins = frozenset(allowed_origins)
+
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+        return SecurityHeaders(OriginCheck(super().build_middleware_stack(), self.allowed_origins))
 
 
 def _b64(raw: bytes) -> str:
@@ -129,9 +222,18 @@ def create_app(
     *,
     hybrid_public_key: bytes | None = None,
     max_upload_size: int = MAX_UPLOAD_SIZE,
+    max_contribution_size: int = MAX_CONTRIBUTION_SIZE,
+    expire_after: float = EXPIRE_AFTER,
+    expire_every: float = EXPIRE_EVERY,
+    allowed_origins: Iterable[str] = (),
 ) -> Starlette:
     """The receiver: uploads land in `data_dir`, sealed by the page to `public_key_raw` (X25519)
-    or, where the browser has ML-KEM, to `hybrid_public_key` (X-Wing, 1,216 bytes)."""
+    or, where the browser has ML-KEM, to `hybrid_public_key` (X-Wing, 1,216 bytes).
+
+    Unfinished uploads expire `expire_after` seconds after their last write, and are
+    removed every `expire_every` seconds. `allowed_origins` (scheme://host[:port]) may
+    upload from pages of their own.
+    """
     if len(public_key_raw) != 32:
         raise ValueError("public_key_raw must be a 32-byte raw X25519 public key")
     config = {"public_key": _b64(public_key_raw), "upload_endpoint": UPLOAD_ENDPOINT}
@@ -139,18 +241,63 @@ def create_app(
         if len(hybrid_public_key) != 1216:
             raise ValueError("hybrid_public_key must be a 1,216-byte X-Wing public key")
         config["hybrid_public_key"] = _b64(hybrid_public_key)
+    origins = set()
+    for origin in allowed_origins:
+        normalized = normalize_origin(origin)
+        if normalized is None:
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        origins.add(normalized)
 
     async def api_config(request: Request) -> Response:
         return JSONResponse(config, headers={"Cache-Control": "no-store"})
 
-    tus = TusEndpoint(UploadStore(data_dir, max_size=max_upload_size))
-    return Receiver(
+    store = UploadStore(
+        data_dir, max_size=max_upload_size, max_contribution_size=max_contribution_size,
+        expire_after=expire_after,
+    )
+
+    async def expire_forever() -> None:
+        while True:
+            await anyio.sleep(expire_every)
+            try:
+                await store.expire()
+            except Exception:  # a bad folder must not stop the next round
+                log.exception("removing expired uploads failed")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.recover()  # before the first request: a crash's leftovers are tidied
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(expire_forever)
+            yield
+            tasks.cancel_scope.cancel()
+
+    tus = TusEndpoint(store)
+    app = Receiver(
         routes=[
             Route("/api/config", api_config, methods=["GET"]),
             Mount(UPLOAD_ENDPOINT.rstrip("/"), routes=tus.routes),
             Mount("/", SiteFiles(directory=site_dir, html=True)),
-        ]
+        ],
+        lifespan=lifespan,
+        allowed_origins=origins,
     )
+    app.state.store = store
+    return app
+
+
+def uvicorn_options() -> dict[str, object]:
+    """What `run` gives uvicorn beyond host and port (tests start servers with the same)."""
+    log_config = {
+        **LOGGING_CONFIG,
+        "loggers": {
+            **LOGGING_CONFIG["loggers"],
+            "pcir_upload.server": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        },
+    }
+    # No access log: it would record every patient's address and every request, and the
+    # receiver logs one line per contribution event instead.
+    return {"h11_max_incomplete_event_size": MAX_REQUEST_HEAD, "access_log": False, "log_config": log_config}
 
 
 def run(
@@ -160,7 +307,11 @@ def run(
     hybrid_public_key: bytes | None,
     host: str,
     port: int,
+    allowed_origins: Iterable[str] = (),
 ) -> None:
     """Serve until interrupted. Uvicorn streams request bodies, so large PATCHes are never buffered."""
-    app = create_app(data_dir, site_dir, public_key_raw, hybrid_public_key=hybrid_public_key)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    app = create_app(
+        data_dir, site_dir, public_key_raw, hybrid_public_key=hybrid_public_key,
+        allowed_origins=allowed_origins,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options())  # type: ignore[arg-type]

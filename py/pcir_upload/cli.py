@@ -28,8 +28,12 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server.app import run
+    from .server.app import normalize_origin, run
 
+    for origin in args.allow_origin:
+        if normalize_origin(origin) is None:
+            print(f"pcir-upload serve: --allow-origin {origin!r} is not scheme://host[:port]", file=sys.stderr)
+            return 1
     site = _site_dir()
     if not (site / "index.html").is_file():
         print(f"pcir-upload serve: the page is not built ({site}); run `python build.py`", file=sys.stderr)
@@ -47,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if keys.hybrid is None:
         print("No hybrid (post-quantum) public key: every contribution is sealed with X25519 alone.")
     print(f"Serving the contribution page on http://{args.host}:{args.port}/ (data in {args.data.resolve()})")
-    run(args.data, site, keys.classical, keys.hybrid, args.host, args.port)
+    run(args.data, site, keys.classical, keys.hybrid, args.host, args.port, args.allow_origin)
     return 0
 
 
@@ -92,6 +96,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     p.add_argument("--public-key", type=Path, metavar="FILE",
                    help=f"the public key the page seals to (default: DATA/{PUBLIC_KEY_NAME})")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages of ORIGIN (scheme://host[:port]) upload here too, through CORS; "
+                   "repeatable (default: only this server's own page)")
     p.set_defaults(run=cmd_serve)
 
     p = commands.add_parser("unpack", help="decrypt, verify and unpack completed contributions",

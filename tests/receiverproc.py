@@ -1,0 +1,101 @@
+"""`pcir-upload serve` as a real process on 127.0.0.1, for tests that kill it or need
+exactly what an operator runs (uvicorn's options from `run()`, the CLI, the log).
+
+    with ReceiverProcess(data_dir, site_dir, public_key_file) as server:
+        httpx.head(server.url + "/files/...")
+        server.kill()          # SIGKILL: no shutdown, no flushing, as a power cut to the process
+        server.start()         # again, on the same data folder (a new port)
+        server.log             # what it printed, line by line
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+class ReceiverProcess:
+    def __init__(self, data_dir: Path, site_dir: Path, public_key: Path, *options: str) -> None:
+        self.command = [
+            sys.executable, "-m", "pcir_upload.cli", "serve", "--data", str(data_dir),
+            "--host", "127.0.0.1", "--port", "0", "--public-key", str(public_key), *options,
+        ]
+        self.env = {**os.environ, "PCIR_SITE": str(site_dir), "PYTHONUNBUFFERED": "1"}
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.log: list[str] = []
+
+    def start(self, timeout: float = 20) -> str:
+        """Start the server; returns its base URL once it accepts connections."""
+        assert self.process is None, "already running"
+        process = subprocess.Popen(
+            self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        self.process = process
+        port: list[int] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self.log.append(line.rstrip("\n"))
+                match = READY.search(line)
+                if match and not port:
+                    port.append(int(match.group(1)))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout) or not port:
+            self.kill()
+            raise RuntimeError("the receiver did not start:\n" + "\n".join(self.log))
+        self.url = f"http://127.0.0.1:{port[0]}"
+        return self.url
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for it to be gone."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    def stop(self) -> None:
+        """SIGINT, as Ctrl+C: uvicorn shuts down in order."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGINT)
+                try:
+                    self.process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(10)
+            self.process = None
+
+    def wait_for_log(self, pattern: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.log):
+                if re.search(pattern, line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matches {pattern!r}:\n" + "\n".join(self.log))
+
+    def __enter__(self) -> ReceiverProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

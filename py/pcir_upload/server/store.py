@@ -280,14 +280,21 @@ class _Writer:
         self.written = start
         self.durable = start
         self.hold = hold
+        self.closed = False
         self.lock = anyio.Lock()
 
     async def sync(self) -> int:
         """fsync what is written so far and make it durable; returns the durable offset."""
         async with self.lock:
-            if not self.hold and self.written > self.durable:
+            if not self.hold and not self.closed and self.written > self.durable:
                 end = self.written
-                await anyio.to_thread.run_sync(os.fsync, self.fd)
+                # A duplicate, so the request may finish and close its descriptor meanwhile
+                # without this fsync landing on whatever file reuses the number.
+                fd = os.dup(self.fd)
+                try:
+                    await anyio.to_thread.run_sync(os.fsync, fd)
+                finally:
+                    os.close(fd)
                 self.durable = end
             return self.durable
 
@@ -472,6 +479,7 @@ class UploadStore:
             end = await self._receive(writer, end_limit, chunks, checksum)
         finally:
             del self._writers[upload_id]
+            writer.closed = True
             os.close(fd)
             if checksum is not None:
                 _clear_unverified(folder)  # synchronously: also when cancelled

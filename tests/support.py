@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,23 +87,44 @@ class HttpxTransport:
 
 
 class FolderDisc:
-    """A folder on this computer as the disc: its listing and a DiscReader over it."""
+    """A folder on this computer as the disc: its listing and a DiscReader over it.
 
-    def __init__(self, root: Path):
+    `unreadable` paths fail as a scratched disc does; `reads` logs every (path, offset, length)
+    asked for, so tests can check that a scan reads heads, not whole images.
+    """
+
+    def __init__(self, root: Path, unreadable: Iterable[str] = ()):
         self.root = root
         self.listing = sorted(
             (DiscFile(p.relative_to(root).as_posix(), p.stat().st_size)
              for p in root.rglob("*") if p.is_file()),
             key=lambda f: f.path,
         )
+        self.unreadable = set(unreadable)
+        self.reads: list[tuple[str, int, int]] = []
+        self.batches: list[int] = []
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
+        self.reads.append((path, offset, length))
+        if path in self.unreadable:
+            raise DiscReadError("The computer could not read this file.")
         try:
             with open(self.root / path, "rb") as f:
                 f.seek(offset)
                 return f.read(length)
         except OSError as exc:
             raise DiscReadError(f"could not read {path}: {exc.strerror}") from None
+
+    async def read_heads(self, paths: Sequence[str], length: int) -> list[bytes | DiscReadError]:
+        """The browser's one-call-per-batch read, done file by file here."""
+        self.batches.append(len(paths))
+        heads: list[bytes | DiscReadError] = []
+        for path in paths:
+            try:
+                heads.append(await self.read(path, 0, length))
+            except DiscReadError as exc:
+                heads.append(exc)
+        return heads
 
 
 def files_of(root: Path) -> dict[str, bytes]:

@@ -146,7 +146,8 @@ def test_lowercased_disc_gives_the_same_summary(disc, tmp_path):
     lower = describe(lower_listing, dicomdir_bytes(tmp_path, lower_listing))
     original = describe(listing, dicomdirs)
     assert lower["dicomdirs"] == ["dicomdir", "tiny_alpha/dicomdir"]
-    assert {**lower, "dicomdirs": None} == {**original, "dicomdirs": None}
+    assert {**lower, "dicomdirs": None, "roles": None} == {**original, "dicomdirs": None, "roles": None}
+    assert lower["roles"] == {path.lower(): role for path, role in original["roles"].items()}
 
 
 def test_iso9660_version_suffixes_and_trailing_dots(disc):

@@ -98,3 +98,11 @@ class DiscReader(Protocol):
 
     async def read(self, path: str, offset: int, length: int) -> bytes:
         """Up to `length` bytes of `path` from `offset`; raises DiscReadError when it cannot."""
+
+    async def read_heads(self, paths: Sequence[str], length: int) -> list[bytes | DiscReadError]:
+        """The first `length` bytes (fewer for short files) of each path, in order, in one call.
+
+        A file that cannot be read gets its DiscReadError in its place; the others still come.
+        One call per batch because each call from Python into the browser costs milliseconds:
+        a scan asks for at most 256 paths at a time.
+        """

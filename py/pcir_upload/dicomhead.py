@@ -1,0 +1,252 @@
+"""Whether a file is DICOM, and whose images it holds, from its first bytes only.
+
+A disc without a usable DICOMDIR is described from its files' headers. On a CD drive reading
+a few KB per file is cheap and reading whole images is not, so everything here works on a
+file's *head*: it says when the head was too short to tell, and the caller reads a longer one.
+Parsing stops at the first element after SeriesNumber (0020,0011), which every summary field
+precedes, so pixel data and the large groups after it are never parsed, nor need to be read.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.filereader import read_dataset
+
+__all__ = ["MEDIA_STORAGE_DIRECTORY", "Head", "Instance", "read_head"]
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
+
+_PREAMBLE = 128
+_LAST_NEEDED = 0x00200011  # SeriesNumber
+_UNDEFINED = 0xFFFFFFFF
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
+# Transfer syntaxes whose whole dataset (not only the pixel data) is deflated: PS3.5 A.5.
+_DEFLATED = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"}
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
+# A dataset found without a preamble must show at least this many well-formed elements.
+_MIN_BARE_ELEMENTS = 3
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The summary's fields of one DICOM file, as its header spells them ('' when absent)."""
+
+    patient_name: str = ""
+    patient_id: str = ""
+    study_uid: str = ""
+    study_date: str = ""
+    study_description: str = ""
+    series_uid: str = ""
+    modality: str = ""
+    series_number: str = ""
+    series_description: str = ""
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    transfer_syntax: str = ""
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a file's head shows.
+
+    `complete` is False when a longer head could change the answer (the head ended before the
+    summary's fields); `instance` is None for non-DICOM files, DICOMDIRs, and DICOM files
+    whose dataset could not be parsed at all.
+    """
+
+    dicom: bool
+    complete: bool
+    index: bool = False
+    instance: Instance | None = None
+
+
+NOT_DICOM = Head(dicom=False, complete=True)
+
+
+def read_head(head: bytes, size: int) -> Head:
+    """Read the head (the first bytes) of a file of `size` bytes; never raises on any input."""
+    whole = len(head) >= size
+    try:
+        if head[_PREAMBLE : _PREAMBLE + 4] == b"DICM":
+            return _part10(head, _PREAMBLE + 4, whole, size, bare=False)
+        start = _bare_start(head)
+        if start == "meta":
+            return _part10(head, 0, whole, size, bare=True)
+        if start is not None:
+            return _dataset(head, whole, size, implicit=True, little=start == "le", transfer_syntax="", bare=True)
+    except Exception:  # untrusted bytes: whatever pydicom trips over, the file is still carried
+        if head[_PREAMBLE : _PREAMBLE + 4] == b"DICM":
+            return Head(dicom=True, complete=True)
+    return NOT_DICOM
+
+
+def _bare_start(head: bytes) -> str | None:
+    """How a file without preamble might start as DICOM: 'meta', 'le', 'be', or None.
+
+    Such files (old ACR-NEMA style writers, datasets saved without meta) start with a group
+    0002 or 0008 element; big endian ones can only be explicit VR.
+    """
+    if len(head) < 8:
+        return None
+    group, element = struct.unpack_from("<HH", head)
+    if group == 0x0002 and element <= 0x0001 and _is_vr(head[4:6]):
+        return "meta"
+    if group == 0x0008:
+        return "le"
+    if struct.unpack_from(">H", head)[0] == 0x0008 and _is_vr(head[4:6]):
+        return "be"
+    return None
+
+
+def _is_vr(raw: bytes) -> bool:
+    return len(raw) == 2 and all(0x41 <= b <= 0x5A for b in raw)
+
+
+def _part10(head: bytes, offset: int, whole: bool, size: int, bare: bool) -> Head:
+    """A file with File Meta Information (group 0002) at `offset`."""
+    meta, end = _file_meta(head, offset)
+    if end is None:  # the head ends inside the meta information
+        return Head(dicom=not bare, complete=whole)
+    sop_class = meta.get(0x00020002, "")
+    if sop_class == MEDIA_STORAGE_DIRECTORY:
+        return Head(dicom=True, complete=True, index=True)
+    transfer_syntax = meta.get(0x00020010, "")
+    data, data_whole = head[end:], whole
+    if transfer_syntax in _DEFLATED:
+        data, data_whole = _inflate(data, whole)
+    result = _dataset(
+        data, data_whole, size if data_whole or transfer_syntax not in _DEFLATED else None,
+        implicit=transfer_syntax in ("", _IMPLICIT_LE),
+        little=transfer_syntax != _EXPLICIT_BE,
+        transfer_syntax=transfer_syntax,
+        bare=bare,
+    )
+    if not bare and not result.dicom:  # DICM says DICOM even if its dataset is garbage
+        return Head(dicom=True, complete=result.complete)
+    return result
+
+
+def _file_meta(head: bytes, offset: int) -> tuple[dict[int, str], int | None]:
+    """The meta elements' text values and where the dataset starts (None: cut off in the head).
+
+    Group 0002 is always explicit VR little endian; it is walked element by element rather
+    than trusting its group length, which some writers get wrong.
+    """
+    values: dict[int, str] = {}
+    pos = offset
+    while pos + 8 <= len(head):
+        group, element = struct.unpack_from("<HH", head, pos)
+        if group != 0x0002:
+            return values, pos
+        vr = head[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > len(head):
+                return values, None
+            length, start = struct.unpack_from("<I", head, pos + 8)[0], pos + 12
+        elif _is_vr(vr):
+            length, start = struct.unpack_from("<H", head, pos + 6)[0], pos + 8
+        else:  # implicit VR meta: against the standard, but seen
+            length, start = struct.unpack_from("<I", head, pos + 4)[0], pos + 8
+        if length == _UNDEFINED or start + length > len(head):
+            return values, None
+        if element in (0x0002, 0x0010):
+            values[(group << 16) | element] = head[start : start + length].decode("latin-1").strip("\0 ")
+        pos = start + length
+    return values, (pos if pos == len(head) else None)
+
+
+def _inflate(data: bytes, whole: bool) -> tuple[bytes, bool]:
+    """As much of a deflated dataset as the head holds (a cut stream inflates up to the cut)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        return inflater.decompress(data), whole
+    except zlib.error:
+        return b"", True  # corrupt: a longer head will not help
+
+
+def _dataset(
+    data: bytes, whole: bool, size: int | None, *, implicit: bool, little: bool, transfer_syntax: str, bare: bool
+) -> Head:
+    """Parse the dataset up to SeriesNumber; a `bare` one (no DICM) must also look like DICOM."""
+    watch = _Watch(size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # forced reads of odd files warn about everything
+        ds = read_dataset(io.BytesIO(data), implicit, little, stop_when=watch)
+        instance = _instance(ds, transfer_syntax)
+    complete = whole or watch.stopped or watch.broken
+    if bare:
+        well_formed = watch.count >= _MIN_BARE_ELEMENTS and not watch.broken
+        uids = (instance.sop_class_uid, instance.sop_instance_uid, instance.study_uid, instance.series_uid)
+        if not (well_formed and any(_UID.match(u) and len(u) <= 64 for u in uids)):
+            # Not (yet) convincing: a longer head may show more elements.
+            return Head(dicom=False, complete=complete or watch.broken)
+    return Head(dicom=True, complete=complete, instance=instance)
+
+
+class _Watch:
+    """pydicom's stop_when: stops after the summary's fields, and on elements no valid file has."""
+
+    def __init__(self, size: int | None):
+        self._size = size
+        self._last = -1
+        self.count = 0
+        self.stopped = False  # reached an element after SeriesNumber: the head was long enough
+        self.broken = False  # tags out of order or a length past the end of the file
+
+    def __call__(self, tag: int, vr: str | None, length: int) -> bool:
+        if tag < self._last or (self._size is not None and length != _UNDEFINED and length > self._size):
+            self.broken = True
+            return True
+        if tag > _LAST_NEEDED:
+            self.stopped = True
+            return True
+        if tag != self._last:
+            self.count += 1
+        self._last = tag
+        return False
+
+
+_FIELDS = {
+    "patient_name": "PatientName",
+    "patient_id": "PatientID",
+    "study_uid": "StudyInstanceUID",
+    "study_date": "StudyDate",
+    "study_description": "StudyDescription",
+    "series_uid": "SeriesInstanceUID",
+    "modality": "Modality",
+    "series_number": "SeriesNumber",
+    "series_description": "SeriesDescription",
+    "sop_instance_uid": "SOPInstanceUID",
+    "sop_class_uid": "SOPClassUID",
+}
+
+
+def _instance(ds: pydicom.Dataset, transfer_syntax: str) -> Instance:
+    """The summary's fields; a value that does not decode is left empty rather than failing the file."""
+    values = {}
+    for field, keyword in _FIELDS.items():
+        try:
+            values[field] = _text(ds.get(keyword))
+        except Exception:
+            values[field] = ""
+    return Instance(transfer_syntax=transfer_syntax, **values)
+
+
+def _text(value: object) -> str:
+    """A value as the header spells it; multiple values joined with '\\' as on the wire."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\0 ")
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v).strip() for v in value)  # type: ignore[union-attr]
+    return str(value).strip("\0 ")

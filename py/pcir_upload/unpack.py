@@ -46,6 +46,9 @@ MAX_FILES = 1_000_000
 _COPY_SIZE = 1024 * 1024
 _SPARE_BYTES = 256 * 1024 * 1024  # left free on the repository's disk after unpacking
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# What zipfile raises on a damaged or hostile archive: names that are not UTF-8 under the
+# UTF-8 flag (UnicodeDecodeError, a ValueError), impossible offsets, bad streams.
+_DAMAGED_ZIP = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
 
 
 class UnpackError(Exception):
@@ -144,7 +147,7 @@ def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, 
     try:
         with archive.open(info) as f:
             raw = f.read(MAX_MANIFEST_BYTES + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+    except _DAMAGED_ZIP as exc:
         raise UnpackError(f"the manifest cannot be read: {exc}") from None
     if len(raw) > MAX_MANIFEST_BYTES:
         raise UnpackError("the manifest is too large")
@@ -198,7 +201,7 @@ def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path) -> No
                 written += len(block)
     except FileExistsError:
         raise UnpackError(f"{record['path']}: the path occurs twice") from None
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+    except _DAMAGED_ZIP as exc:
         # A damaged or unsupported entry, or a path whose folder is a file of the package.
         raise UnpackError(f"{record['path']}: {exc}") from None
     if written != record["size"] or digest.hexdigest() != record["sha256"]:
@@ -233,7 +236,7 @@ def unpack_upload(
             contribution_id, suite = open_envelope(upload, keys, sink)
         try:
             archive = zipfile.ZipFile(package_path)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except _DAMAGED_ZIP as exc:
             raise UnpackError(f"the package is not a readable ZIP archive: {exc}") from None
         with archive:
             raw, manifest = _manifest(archive, contribution_id)

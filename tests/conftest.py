@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom.data
 import pytest
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
+from browsing import CHROMIUM, CHROMIUM_ARGS, DIST
 from pcir_upload.keys import PrivateKeys, PublicKeys, keygen, load_private_keys, load_public_keys
 
 
@@ -37,3 +40,25 @@ def disc(tmp_path: Path, dicomdirtests: Path) -> Path:
     target = tmp_path / "disc"
     shutil.copytree(dicomdirtests, target)
     return target
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    """Playwright, to drive Debian's Chromium (it cannot download browsers here).
+
+    Per module: while it runs, its event loop is the thread's, and tests that use
+    asyncio.run() of their own must not come after it in the same scope.
+    """
+    if not (DIST / "index.html").exists():
+        pytest.fail("dist/ is not built: run `python build.py` (./dev test does)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (./dev test does)")
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()

@@ -13,34 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, ChunkHeader
 from pcir_upload.unpack import OPENERS, unpack_all
+from browsing import DIST, Recorder, agree
 from support import files_of, receiver
 
-ROOT = Path(__file__).resolve().parents[1]
-DIST = ROOT / "dist"
-CHROMIUM = "/usr/bin/chromium"
-# Without these, Chromium calls home at start; this machine's closed network refuses it.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 PATIENT_NAME = b"Doe^Archibald"  # in the headers of pydicom's test disc
 VECTOR = (Path(__file__).parent / "vectors" / "rfc9180-x25519-sha256-aes256gcm-base.json").read_text()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not (DIST / "index.html").exists():
-        pytest.fail("dist/ is not built: run `python build.py` (./dev test does)")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (./dev test does)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -51,22 +32,6 @@ def site(tmp_path: Path, keys) -> Iterator[tuple[str, Path]]:
         yield url, data
 
 
-class Recorder:
-    """Every request the page makes, and its body, as the network would see it."""
-
-    def __init__(self, page: Page):
-        self.requests: list[Request] = []
-        # The context sees the page's, its workers' and any service worker's requests.
-        page.context.on("request", lambda request: self.requests.append(request))
-
-    def origins(self) -> set[str]:
-        # A blob: URL (the worker's script) belongs to the origin that made it.
-        return {"/".join(r.url.removeprefix("blob:").split("/")[:3]) for r in self.requests}
-
-    def bodies(self) -> list[bytes]:
-        return [r.post_data_buffer or b"" for r in self.requests]
-
-
 def open_page(browser: Browser, url: str) -> tuple[Page, Recorder]:
     context = browser.new_context()
     page = context.new_page()
@@ -74,9 +39,9 @@ def open_page(browser: Browser, url: str) -> tuple[Page, Recorder]:
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url + "/")
-    page.check("#agree")
-    page.click("#agree-continue")
     page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    page.click("#start")
+    agree(page)
     assert not errors, errors
     return page, recorder
 

@@ -1,30 +1,43 @@
-// The page's own script: the steps on screen, the folder listing, and talking to the Python
-// worker. Everything heavy (reading, packaging, sealing, sending) happens in the worker.
-// Text from the disc is only ever set with textContent: a DICOM field is not markup.
+// The page's own script: the steps on screen, choosing the disc, and talking to the Python
+// worker. Everything heavy (reading, packaging, sealing, sending) and every decision about
+// the session marker happens in the worker. Text from the disc is only ever set with
+// textContent: a DICOM field is not markup.
+
+import { dropRoots, listDirectory, listDrop, listInput } from './folders.js';
+import { dropLibraryCaches, forgetEverything } from './forget.js';
+import { fill, t } from './messages.js';
 
 const $ = (id) => document.getElementById(id);
-const STEPS = ['step-terms', 'step-choose', 'step-review', 'step-upload', 'step-done'];
-let agreedAt = null;
+const STEPS = ['step-welcome', 'step-terms', 'step-choose', 'step-review', 'step-upload', 'step-done'];
+const terms = $('terms').dataset;
+const confirmations = () => Array.from(document.querySelectorAll('input[name=confirm]'));
+let session = { returning: false };
 let uploading = false;
+
+fill();
+$('terms-title').textContent = t('terms.title', { version: terms.version });
 
 function show(step) {
   for (const id of STEPS) $(id).hidden = id !== step;
-  const heading = $(step).querySelector('h2');
-  if (heading) heading.focus();
+  for (const item of document.querySelectorAll('.steps li')) {
+    if (item.dataset.step === step) item.setAttribute('aria-current', 'step');
+    else item.removeAttribute('aria-current');
+  }
+  $(step).querySelector('h2').focus();
 }
 
 function showError(message, detail = '', retry = null) {
   $('error-message').textContent = message;
   $('error-detail').textContent = detail;
   $('error-retry').hidden = !retry;
-  $('error-retry').onclick = retry && (() => { $('error').hidden = true; retry(); });
+  $('error-retry').onclick = retry && (() => { clearError(); retry(); });
   $('error').hidden = false;
-  $('error').focus?.();
+  $('error').focus();
 }
 
 function clearError() { $('error').hidden = true; }
 
-// The worker loads Python (several MB) while the patient reads the terms.
+// The worker loads Python (several MB) while the patient reads the welcome.
 const worker = (async () => {
   const element = document.querySelector('script[type="py"][worker]');
   while (!element.xworker) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -32,40 +45,59 @@ const worker = (async () => {
   return element.xworker.sync;
 })();
 
-worker.then(() => {
-  $('ready-status').textContent = 'Ready.';
+async function call(name, ...args) {
+  return JSON.parse(await (await worker)[name](...args));
+}
+
+async function startSession(fresh) {
+  session = await call('session', JSON.stringify({
+    terms_version: terms.version,
+    reconfirm_days: Number(terms.reconfirmDays),
+    confirmations: confirmations().map((box) => box.value),
+    fresh,
+  }));
+  $('welcome-returning').hidden = !session.returning;
+  $('not-you').hidden = !session.returning;
+  $('welcome-fresh').hidden = !fresh;
+  if (session.returning) {
+    const date = new Date(session.agreed).toLocaleDateString(undefined, { dateStyle: 'long' });
+    $('welcome-returning').textContent = t('welcome.returning', { date });
+  }
+}
+
+worker.then(async () => {
+  dropLibraryCaches();
+  await startSession(false);
+  $('ready-status').textContent = t('welcome.ready');
   document.body.dataset.ready = 'true';
 }, (error) => {
   $('ready-status').textContent = '';
-  showError('This page could not start in your browser. Please try an up-to-date Chrome, Edge, Firefox or Safari.', String(error));
+  showError(t('error.start'), String(error));
 });
 
-// Step 1: terms.
-$('agree').addEventListener('change', () => { $('agree-continue').disabled = !$('agree').checked; });
-$('agree-continue').addEventListener('click', () => {
-  agreedAt = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');  // as the manifest's other times
+// Step 1: welcome.
+$('start').addEventListener('click', () => show(session.returning ? 'step-choose' : 'step-terms'));
+$('not-you').addEventListener('click', async () => {
+  await startSession(true);
+  $('start').focus();  // the button just pressed is gone; the way on is Start
+});
+
+// Step 2: terms, each point confirmed on its own.
+$('agree-continue').addEventListener('click', async () => {
+  if (!confirmations().every((box) => box.checked)) {
+    $('terms-missing').hidden = false;
+    confirmations().find((box) => !box.checked).focus();
+    return;
+  }
+  $('terms-missing').hidden = true;
+  await call('agree', JSON.stringify({
+    terms_version: terms.version,
+    confirmations: confirmations().map((box) => box.value),
+  }));
   show('step-choose');
 });
 
-// Step 2: choose the disc. Both ways end in the same listing: [{path, file}], paths relative
-// to the chosen folder.
-async function listDirectory(directory, prefix = '') {
-  const entries = [];
-  for await (const [name, handle] of directory.entries()) {
-    if (handle.kind === 'file') entries.push({ path: prefix + name, file: await handle.getFile() });
-    else entries.push(...await listDirectory(handle, `${prefix}${name}/`));
-  }
-  return entries;
-}
-
-function listInput(files) {
-  // webkitRelativePath begins with the chosen folder's own name; the listing does not.
-  return Array.from(files, (file) => ({
-    path: file.webkitRelativePath.split('/').slice(1).join('/') || file.name,
-    file,
-  }));
-}
-
+// Step 3: choose the disc: the picker, the folder input, or a drop.
 if (typeof window.showDirectoryPicker === 'function') {
   $('picker-row').hidden = false;
   $('input-row').hidden = true;
@@ -76,7 +108,7 @@ $('choose-folder').addEventListener('click', async () => {
   try {
     directory = await window.showDirectoryPicker({ id: 'pcir-disc', mode: 'read' });
   } catch (error) {
-    if (error.name !== 'AbortError') showError('The folder could not be opened.', String(error));
+    if (error.name !== 'AbortError') showError(t('error.open-folder'), String(error));
     return;
   }
   await scanDisc(() => listDirectory(directory));
@@ -87,28 +119,43 @@ $('folder-input').addEventListener('change', async (event) => {
   if (files.length) await scanDisc(() => listInput(files));
 });
 
+const dropZone = $('drop-zone');
+for (const type of ['dragenter', 'dragover']) {
+  document.addEventListener(type, (event) => {
+    if (!$('step-choose').hidden) { event.preventDefault(); dropZone.classList.add('active'); }
+  });
+}
+document.addEventListener('dragleave', () => dropZone.classList.remove('active'));
+document.addEventListener('drop', async (event) => {
+  if ($('step-choose').hidden) return;
+  event.preventDefault();
+  dropZone.classList.remove('active');
+  const roots = dropRoots(event.dataTransfer);
+  if (roots.length) await scanDisc(() => listDrop(roots));
+});
+
 async function scanDisc(list) {
   clearError();
-  $('ready-status').textContent = 'Reading the disc…';
+  $('choose-status').textContent = t('choose.scanning');
   let answer;
   try {
     const entries = await list();
     if (!entries.length) {
-      $('ready-status').textContent = '';
-      showError('This folder is empty. Please choose the folder of your disc.');
+      $('choose-status').textContent = '';
+      showError(t('choose.empty'));
       return;
     }
-    answer = JSON.parse(await (await worker).scan(entries));
+    answer = await call('scan', entries);
   } catch (error) {
-    answer = { error: 'The folder could not be read. Please try choosing it again.', detail: String(error) };
+    answer = { error: t('error.folder'), detail: String(error) };
   }
-  $('ready-status').textContent = 'Ready.';
+  $('choose-status').textContent = '';
   if (answer.error) { showError(answer.error, answer.detail); return; }
   renderSummary(answer.summary);
   show('step-review');
 }
 
-// Step 3: what was found.
+// Step 4: what was found.
 const element = (tag, text, className) => {
   const node = document.createElement(tag);
   if (text !== undefined) node.textContent = text;
@@ -121,49 +168,49 @@ function megabytes(bytes) { return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)
 function personName(dicomName) {
   // DICOM writes Family^Given^Middle^Prefix^Suffix.
   const [family = '', given = '', middle = '', prefix = '', suffix = ''] = String(dicomName).split('=')[0].split('^');
-  return [prefix, given, middle, family, suffix].filter(Boolean).join(' ') || 'Name not given';
+  return [prefix, given, middle, family, suffix].filter(Boolean).join(' ') || t('review.name-missing');
 }
 
 function dicomDate(value) {
   const m = /^(\d{4})(\d{2})(\d{2})$/.exec(value || '');
-  return m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3])).toLocaleDateString(undefined, { timeZone: 'UTC', dateStyle: 'long' }) : 'date not given';
+  if (!m) return t('review.no-date');
+  return new Date(Date.UTC(+m[1], +m[2] - 1, +m[3])).toLocaleDateString(undefined, { timeZone: 'UTC', dateStyle: 'long' });
 }
 
 function renderSummary(summary) {
   const root = $('summary');
   root.replaceChildren();
-  root.append(element('p', `${summary.files} files, ${megabytes(summary.bytes)} in all.`));
-  if (!summary.patients.length) {
-    root.append(element('p', 'We found no disc index (DICOMDIR) describing the images. That is fine: every file will still be sent, exactly as it is.'));
-  }
+  root.append(element('p', t('review.totals', { files: summary.files, size: megabytes(summary.bytes) })));
+  if (!summary.patients.length) root.append(element('p', t('review.no-index')));
   for (const patient of summary.patients) {
     const block = element('div', undefined, 'patient');
-    block.append(element('h3', personName(patient.name)));
+    block.append(element('h3', t('review.patient', { name: personName(patient.name) })));
+    block.append(element('p', t('review.confirm-name'), 'muted'));
     const table = element('table');
     const head = element('tr');
-    for (const title of ['Date', 'Study', 'Kind', 'Series', 'Images']) head.append(element('th', title));
+    for (const key of ['review.date', 'review.study', 'review.kind', 'review.series', 'review.images']) {
+      head.append(Object.assign(element('th', t(key)), { scope: 'col' }));
+    }
     table.append(head);
     for (const study of patient.studies) {
       const row = element('tr');
       row.append(
         element('td', dicomDate(study.date)),
-        element('td', study.description || 'No description'),
+        element('td', study.description || t('review.no-description')),
         element('td', study.modalities.join(', ')),
         element('td', String(study.series.length)),
         element('td', String(study.images)),
       );
       table.append(row);
     }
-    block.append(table);
+    const scroller = element('div', undefined, 'table-scroll');
+    scroller.append(table);
+    block.append(scroller);
     root.append(block);
   }
-  if (summary.unreferenced) {
-    root.append(element('p', `${summary.unreferenced} other files (such as a viewer program or notes) will be sent as they are.`, 'muted'));
-  }
+  if (summary.unreferenced) root.append(element('p', t('review.others', { count: summary.unreferenced }), 'muted'));
   for (const problem of summary.problems) root.append(element('p', problem, 'muted'));
-  if (summary.missing.length) {
-    root.append(element('p', `${summary.missing.length} files that the disc index mentions are not on the disc; everything that is there will be sent.`, 'muted'));
-  }
+  if (summary.missing.length) root.append(element('p', t('review.missing', { count: summary.missing.length }), 'muted'));
 }
 
 $('choose-again').addEventListener('click', () => {
@@ -171,19 +218,19 @@ $('choose-again').addEventListener('click', () => {
   show('step-choose');
 });
 
-// Step 4: sending.
+// Step 5: sending.
 let lastSpoken = 0;
 window.pcirProgress = (json) => {
   const p = JSON.parse(json);
   const fraction = p.disc_bytes_total ? p.disc_bytes_done / p.disc_bytes_total : (p.done ? 1 : 0);
   $('progress').value = fraction;
   const parts = [
-    `${megabytes(p.disc_bytes_done)} of ${megabytes(p.disc_bytes_total)}`,
-    `${p.files_done} of ${p.files_total} files`,
+    t('upload.progress', { done: megabytes(p.disc_bytes_done), total: megabytes(p.disc_bytes_total) }),
+    t('upload.files', { done: p.files_done, total: p.files_total }),
   ];
-  if (p.speed) parts.push(`${(p.speed / 1e6).toFixed(1)} MB/s`);
+  if (p.speed) parts.push(t('upload.speed', { speed: (p.speed / 1e6).toFixed(1) }));
   if (p.seconds_left != null && !p.done) {
-    parts.push(p.seconds_left < 60 ? 'less than a minute left' : `about ${Math.round(p.seconds_left / 60)} minutes left`);
+    parts.push(p.seconds_left < 60 ? t('upload.left-minute') : t('upload.left-minutes', { minutes: Math.round(p.seconds_left / 60) }));
   }
   // A screen reader hears the line at most every few seconds, not on every chunk.
   const now = Date.now();
@@ -194,32 +241,44 @@ window.pcirProgress = (json) => {
 };
 
 window.addEventListener('beforeunload', (event) => {
-  if (uploading) { event.preventDefault(); event.returnValue = ''; }
+  if (uploading) { event.preventDefault(); event.returnValue = t('upload.leave-warning'); }
 });
 
 async function upload() {
   clearError();
   show('step-upload');
   uploading = true;
-  const terms = { version: $('terms').dataset.version, agreed: agreedAt };
   let answer;
   try {
-    answer = JSON.parse(await (await worker).contribute_disc(JSON.stringify({ terms })));
+    answer = await call('contribute_disc', JSON.stringify({ reason: $('reason').value }));
   } catch (error) {
-    answer = { error: 'Something went wrong while sending. Nothing was lost; please try again.', detail: String(error) };
+    answer = { error: t('error.send'), detail: String(error) };
   } finally {
     uploading = false;
   }
   if (answer.error) { showError(answer.error, answer.detail, upload); return; }
   const receipt = answer.receipt;
   $('receipt-code').textContent = receipt.code;
-  $('done-details').textContent = `${receipt.files} files (${megabytes(receipt.disc_bytes)}) were sent as ${megabytes(receipt.bytes_sent)} of encrypted data.`;
-  $('done-protection').textContent = receipt.post_quantum
-    ? 'Your images were locked with post-quantum protection: they stay sealed even against the quantum computers of the future.'
-    : 'Your images were locked with strong standard encryption. This browser does not offer post-quantum protection yet; an up-to-date Chrome or Edge does.';
+  $('done-details').textContent = t('done.details', {
+    files: receipt.files, size: megabytes(receipt.disc_bytes), sent: megabytes(receipt.bytes_sent),
+  });
+  $('done-protection').textContent = t(receipt.post_quantum ? 'done.post-quantum' : 'done.classical');
   document.body.dataset.postQuantum = String(receipt.post_quantum);
   document.body.dataset.receipt = receipt.code;
   show('step-done');
 }
 
 $('upload').addEventListener('click', upload);
+
+// Step 6: done.
+$('another').addEventListener('click', () => {
+  $('folder-input').value = '';
+  $('forgotten').textContent = '';
+  show('step-choose');
+});
+
+$('forget').addEventListener('click', async () => {
+  await call('forget');  // this visit goes on, storing nothing more
+  await forgetEverything();
+  $('forgotten').textContent = t('done.forgotten');
+});

@@ -8,6 +8,8 @@ WHEELS = []  # written by build.py: the pydicom and pcir_upload wheels under /wh
 # A worker's base URL is a blob:, so wheel URLs are made absolute on the page's own origin.
 await pyodide_js.loadPackage([str(js.location.origin) + "/wheels/" + name for name in WHEELS])
 
-from pcir_upload.browser.worker import contribute_disc, scan  # noqa: E402
+from pcir_upload.browser.worker import (  # noqa: E402
+    agree, contribute_disc, forget, memory_report, scan, session,
+)
 
-__export__ = ["scan", "contribute_disc"]
+__export__ = ["session", "agree", "scan", "contribute_disc", "forget", "memory_report"]

@@ -1,9 +1,10 @@
-"""What the page's Python worker offers the page: scan a disc, contribute it, forget it.
+"""What the page's Python worker offers the page: the session, scanning a disc, contributing it.
 
 The page (main thread, JavaScript) lists the chosen folder as [{path, file}] and hands the
 File objects over; only references cross, never contents. Progress goes back through
-`window.pcirProgress`. Errors come back as plain words for the patient plus the technical
-detail for whoever helps them, never as an exception the page would have to interpret.
+`window.pcirProgress`. Answers are JSON; errors come back as plain words for the patient
+plus the technical detail for whoever helps them, never as an exception the page would have
+to interpret.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import traceback
+from datetime import datetime, timezone
 from typing import Any
 
 import js
@@ -20,10 +22,14 @@ from ..contribution import Progress, contribute
 from ..disc import DiscFile, make_listing
 from ..discovery import scan_disc
 from ..envelope import SUITE_HYBRID, SUITE_X25519, Recipient
+from ..leftovers import large_buffers
+from ..marker import SessionMarker, agreed_again, contributed, parse_marker, still_agreed
 from ..tus import UploadError
+from . import storage
 from .fetch import FetchTransport
 from .files import BrowserDisc
 from .webcrypto import WebCrypto
+
 
 class _Disc:
     """The disc in hand: its listing, its File objects and what the scan found."""
@@ -34,11 +40,67 @@ class _Disc:
         self.summary = summary
 
 
+class _Session:
+    """Who is contributing on this visit, and what they agreed to."""
+
+    def __init__(self, marker: SessionMarker | None, keep: bool):
+        self.marker = marker
+        self.keep = keep  # False for "someone else": the previous person's marker stays as it is
+        self.terms: dict[str, Any] | None = None
+        self.reason = ""
+
+    def store(self) -> None:
+        if self.keep and self.marker is not None:
+            storage.save(self.marker.dumps())
+
+
 _disc: _Disc | None = None
+_session = _Session(None, keep=True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _failure(message: str) -> str:
     return json.dumps({"error": message, "detail": traceback.format_exc()})
+
+
+def session(options: str) -> str:
+    """Start this visit's session: has this person agreed to these terms recently?
+
+    With `fresh` (someone else is using the computer) the stored marker is neither used nor
+    touched, and nothing is stored for the new person.
+    """
+    global _session
+    chosen = json.loads(options)
+    fresh = bool(chosen.get("fresh"))
+    marker = None if fresh else parse_marker(storage.load())
+    _session = _Session(marker, keep=not fresh)
+    returning = still_agreed(marker, chosen["terms_version"], _now(), int(chosen["reconfirm_days"]))
+    answer: dict[str, Any] = {"returning": returning}
+    if returning and marker is not None:
+        answer["agreed"] = marker.agreed
+        _session.terms = {"version": marker.terms_version, "agreed": marker.agreed,
+                          "confirmations": chosen["confirmations"]}
+    return json.dumps(answer)
+
+
+def agree(options: str) -> str:
+    """The contributor confirmed every point and agreed to the terms, now."""
+    chosen = json.loads(options)
+    marker = agreed_again(_session.marker, chosen["terms_version"], _now())
+    _session.marker = marker
+    _session.terms = {"version": marker.terms_version, "agreed": marker.agreed,
+                      "confirmations": chosen["confirmations"]}
+    _session.store()
+    return json.dumps({"agreed": marker.agreed})
+
+
+def forget() -> str:
+    """The page is about to erase its storage: store nothing more on this visit."""
+    _session.keep = False
+    return json.dumps({})
 
 
 async def scan(entries: Any) -> str:
@@ -77,6 +139,8 @@ async def contribute_disc(options: str) -> str:
     disc = _disc
     if disc is None:
         return json.dumps({"error": "Please choose the disc first."})
+    if _session.terms is None or _session.marker is None:
+        return json.dumps({"error": "Please agree to the terms first."})
     try:
         chosen = json.loads(options)
         origin = str(js.location.origin)
@@ -85,10 +149,18 @@ async def contribute_disc(options: str) -> str:
             return json.dumps({"error": "The repository is not answering right now. Please try again later."})
         config = json.loads(await response.text())
         crypto = WebCrypto()
+        manifest: dict[str, Any] = {
+            "contributor_id": _session.marker.contributor_id,
+            "terms": _session.terms,
+            "summary": disc.summary,
+        }
+        reason = str(chosen.get("reason") or "").strip()
+        if reason:
+            manifest["reason"] = reason[:2000]
         receipt = await contribute(
             listing=disc.listing,
             reader=BrowserDisc(disc.files),
-            manifest={"terms": chosen["terms"], "summary": disc.summary},
+            manifest=manifest,
             recipient=await _recipient(config, crypto),
             primitives=crypto,
             transport=FetchTransport(),
@@ -102,4 +174,11 @@ async def contribute_disc(options: str) -> str:
     # Done: drop every reference to the disc's files, so nothing of it lingers in the worker.
     # After a failure the disc stays in hand, so that "try again" needs no new choice.
     _disc = None
+    _session.marker = contributed(_session.marker, _now())
+    _session.store()
     return json.dumps({"receipt": receipt.to_json()})
+
+
+def memory_report() -> str:
+    """What the worker still holds of a disc: for the tests that check nothing lingers."""
+    return json.dumps({"disc_in_hand": _disc is not None, "large_buffers": large_buffers()})

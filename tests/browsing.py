@@ -1,0 +1,40 @@
+"""What the browser tests share: Debian's Chromium, and how a patient goes through the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page, Request
+
+ROOT = Path(__file__).resolve().parents[1]
+DIST = ROOT / "dist"
+CHROMIUM = "/usr/bin/chromium"
+# Without these, Chromium calls home at start; this machine's closed network refuses it.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+class Recorder:
+    """Every request the page makes, and its body, as the network would see it."""
+
+    def __init__(self, page: Page):
+        self.requests: list[Request] = []
+        # The context sees the page's, its workers' and any service worker's requests.
+        page.context.on("request", lambda request: self.requests.append(request))
+
+    def origins(self) -> set[str]:
+        # A blob: URL (the worker's script) belongs to the origin that made it.
+        return {"/".join(r.url.removeprefix("blob:").split("/")[:3]) for r in self.requests}
+
+    def bodies(self) -> list[bytes]:
+        return [r.post_data_buffer or b"" for r in self.requests]
+
+
+def agree(page: Page) -> None:
+    """Confirm each point of the terms, one by one, and go on to choosing the disc."""
+    for box in page.query_selector_all("input[name=confirm]"):
+        box.check()
+    page.click("#agree-continue")
+    page.wait_for_selector("#step-choose:not([hidden])")

@@ -110,6 +110,7 @@ class FaultProxy:
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self._refuser: asyncio.Future[None] | None = None
 
     # --- control, from any thread
 
@@ -221,6 +222,9 @@ class FaultProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     def _refuse_for(self, seconds: float) -> None:
+        if self._refuser is not None and not self._refuser.done():
+            return  # already refusing: it waits for the new, later deadline
+
         async def refuse() -> None:
             if self._server is not None:
                 self._server.close()
@@ -234,7 +238,7 @@ class FaultProxy:
             if self._server is None:
                 await self._listen()
 
-        asyncio.ensure_future(refuse())
+        self._refuser = asyncio.ensure_future(refuse())
 
     def _drop_all(self) -> None:
         for writer in list(self._connections):

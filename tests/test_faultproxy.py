@@ -125,11 +125,15 @@ def test_throttle_slows_both_ways(proxy: FaultProxy) -> None:
 
 
 def test_refuse_closes_the_port_for_a_while(proxy: FaultProxy) -> None:
-    proxy.refuse(0.5)
+    proxy.refuse(0.3)
+    proxy.refuse(0.6)  # a second call extends the first
     time.sleep(0.1)
     with pytest.raises(httpx.ConnectError):
         httpx.get(proxy.url + "/api/config")
-    time.sleep(0.6)
+    time.sleep(0.35)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(proxy.url + "/api/config")
+    time.sleep(0.4)
     assert httpx.get(proxy.url + "/api/config").status_code == 200
 
 

@@ -21,6 +21,7 @@ from pydicom.data import get_testdata_file
 import discs
 from discs import GP_SOURCES, Facts, facts, gp_file_id, write
 from pcir_upload.dicomhead import read_head
+from pcir_upload.disc import DiscReadError
 from pcir_upload.discovery import HEAD_LENGTHS, MAX_BATCH_FILES, classify_document, scan_disc
 from support import FolderDisc
 
@@ -132,6 +133,27 @@ def test_the_same_disc_found_by_content_gives_the_same_patients(tmp_path):
     study = next(s for p in summary["patients"] if p["name"] == "CompressedSamples^CT1" for s in p["studies"])
     assert (study["date"], study["modalities"], study["images"]) == ("20040119", ["CT"], 1)
     assert study["series"][0]["number"] == "1"
+    nm = next(s for p in summary["patients"] if p["name"] == "CompressedSamples^NM1" for s in p["studies"])
+    assert (nm["date"], nm["description"], nm["modalities"]) == ("20040826", "Whole Body Bone", ["NM"])  # JPEG 2000
+    seg = next(p for p in summary["patients"] if p["name"] == "JANCT000")["studies"][0]["series"][0]
+    assert (seg["modality"], seg["description"], seg["images"]) == ("SEG", "Liver Segmentation", 1)  # big endian
+
+
+def test_an_index_that_leads_nowhere_is_not_used(tmp_path):
+    """A DICOMDIR copied without its images, beside images it does not list."""
+    source = discs.general_purpose_cd(tmp_path / "source")
+    root = tmp_path / "copy"
+    (root / "IMAGES").mkdir(parents=True)
+    shutil.copyfile(source / "DICOMDIR", root / "DICOMDIR")
+    shutil.copyfile(get_testdata_file("rtplan.dcm"), root / "IMAGES/PLAN")
+    summary = scan(FolderDisc(root))
+    assert summary["kind"] == "dicom-without-index"
+    assert len(summary["missing"]) == 8 and summary["referenced"] == 0
+    assert summary["roles"] == {"DICOMDIR": "index", "IMAGES/PLAN": "dicom"}
+    assert summary["notes"] == [
+        "The disc index (DICOMDIR) could not be used, so the images were found by reading the files themselves."]
+    # The index's patients are still shown (from its records), beside the one found by content.
+    assert ("Last^First^mid^pre", "id00001") in patients(summary) and len(summary["patients"]) == 8
 
 
 def test_pydicom_test_disc_through_scan_disc(dicomdirtests):
@@ -552,3 +574,33 @@ def test_random_bytes_are_not_dicom():
         if n % 2:
             head = b"\x08\x00" + head  # the start of a group 0008 element
         assert not read_head(head, len(head)).dicom
+
+
+class FailingBatches(FolderDisc):
+    """A reader whose batched call fails whole (say, the drive spun down) while single reads work."""
+
+    async def read_heads(self, paths, length):  # type: ignore[no-untyped-def]
+        self.batches.append(len(paths))
+        raise DiscReadError("The drive did not answer.")
+
+
+def test_a_batch_that_fails_whole_is_read_file_by_file(tmp_path):
+    root = discs.general_purpose_cd(tmp_path / "cd")
+    (root / "DICOMDIR").unlink()
+    disc = FailingBatches(root, unreadable={gp_file_id(1)})
+    summary = scan(disc)
+    assert disc.batches == [8]
+    assert summary["unreadable"] == [{"path": gp_file_id(1), "error": "The computer could not read this file."}]
+    assert roles_count(summary) == {"dicom": 7, "other": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(autorun=st.text(max_size=300), page=st.text(max_size=300))
+def test_any_autorun_or_index_page_text_is_survived(autorun, page):
+    from pcir_upload.disc import DiscFile
+    from pcir_upload.discroles import Look, assign_roles
+
+    listing = [DiscFile("AUTORUN.INF", 10), DiscFile("INDEX.HTM", 10), DiscFile("A/B.EXE", 10), DiscFile("C", 1)]
+    texts = {"AUTORUN.INF": "[autorun]\nopen=" + autorun + "\nicon=" + autorun, "INDEX.HTM": page + f"<a href='{autorun}'>"}
+    roles = assign_roles(listing, [], [], {"A/B.EXE": Look(executable=True)}, texts)
+    assert set(roles) == {f.path for f in listing} and roles["A/B.EXE"] == "viewer"

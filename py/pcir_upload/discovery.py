@@ -324,14 +324,20 @@ def _batches(files: Sequence[DiscFile], length: int) -> Iterable[list[DiscFile]]
 
 
 async def read_heads(reader: DiscReader, paths: Sequence[str], length: int) -> list[bytes | DiscReadError]:
-    """The reader's batched `read_heads`, or one `read` per file from a reader that has none."""
+    """The reader's batched `read_heads`, or one `read` per file from a reader that has none.
+
+    A batch that fails as a whole is read again file by file, so one bad file costs only itself.
+    """
+    heads: list[bytes | DiscReadError] = []
     batched = getattr(reader, "read_heads", None)
     if batched is not None:
-        heads = list(await batched(paths, length))
-        if len(heads) != len(paths):
-            raise ValueError(f"read_heads answered {len(heads)} heads for {len(paths)} paths")
-        return heads
-    heads: list[bytes | DiscReadError] = []
+        try:
+            heads = list(await batched(paths, length))
+        except DiscReadError:
+            pass
+        if len(heads) == len(paths):
+            return heads
+    heads = []
     for path in paths:
         try:
             heads.append(await reader.read(path, 0, length))
@@ -382,13 +388,12 @@ def _summary(
     for path in found_dicom:
         if path in contents.instances:
             collector.add_instance(path, contents.instances[path])
-    roles = assign_roles(
-        listing,
-        [f.path for f in indexes.found],
-        indexes.referenced | set(found_dicom),
-        contents.looks,
-        contents.texts,
-    )
+    dicom = indexes.referenced | set(found_dicom)
+    try:
+        roles = assign_roles(listing, [f.path for f in indexes.found], dicom, contents.looks, contents.texts)
+    except Exception:  # a bug here must not turn a patient away: then no viewer, everything is sent
+        index = {f.path for f in indexes.found}
+        roles = {f.path: "index" if f.path in index else "dicom" if f.path in dicom else "other" for f in listing}
     by_role = {role: {"files": 0, "bytes": 0} for role in ROLES}
     for f in listing:
         by_role[roles[f.path]]["files"] += 1

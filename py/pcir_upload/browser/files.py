@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import js
 from pyodide.ffi import JsException
 
 from ..disc import DiscReadError
@@ -16,6 +18,12 @@ _PLAIN = {
 }
 
 
+def _plain(error: Any) -> DiscReadError:
+    """A browser's read error (an exception or a rejection reason) in words for the patient."""
+    name = str(getattr(error, "name", "") or str(error).split(":", 1)[0])
+    return DiscReadError(_PLAIN.get(name, f"The file could not be read ({error})."))
+
+
 class BrowserDisc:
     """A `DiscReader` over File objects (from a directory handle or a webkitdirectory input)."""
 
@@ -26,6 +34,20 @@ class BrowserDisc:
         try:
             buffer = await self._files[path].slice(offset, offset + length).arrayBuffer()
         except JsException as exc:
-            name = getattr(exc, "name", "") or str(exc).split(":", 1)[0]
-            raise DiscReadError(_PLAIN.get(name, f"The file could not be read ({exc}).")) from None
+            raise _plain(exc) from None
         return buffer.to_bytes()
+
+    async def read_heads(self, paths: Sequence[str], length: int) -> list[bytes | DiscReadError]:
+        """The first bytes of many files with one wait: every read is started, then all are
+        awaited together, since each separate wait from Python costs milliseconds."""
+        reads = js.Array.new()
+        for path in paths:
+            reads.push(self._files[path].slice(0, length).arrayBuffer())
+        settled = await js.Promise.allSettled(reads)
+        heads: list[bytes | DiscReadError] = []
+        for outcome in settled:
+            if outcome.status == "fulfilled":
+                heads.append(outcome.value.to_bytes())
+            else:
+                heads.append(_plain(outcome.reason))
+        return heads

@@ -802,12 +802,16 @@ def test_a_malformed_secret_is_400(client: httpx.Client, data: Path) -> None:
 def test_other_origins_are_refused(client: httpx.Client) -> None:
     own = str(client.base_url)
     assert client.post("/files/", headers={**TUS, "Upload-Length": "1", "Origin": own}).status_code == 201
-    for origin in ("https://evil.example", "null", own.replace("http:", "https:"), own + "1"):
+    # Our own page's POSTs say "null" under Referrer-Policy: no-referrer, as the Fetch standard has it.
+    assert client.post("/files/", headers={**TUS, "Upload-Length": "1", "Origin": "null"}).status_code == 201
+    for origin in ("https://evil.example", "file://", own.replace("http:", "https:"), own + "1"):
         r = client.post("/files/", headers={**TUS, "Upload-Length": "1", "Origin": origin})
         assert r.status_code == 403, origin
         assert "Access-Control-Allow-Origin" not in r.headers
         assert client.get("/api/config", headers={"Origin": origin}).status_code == 403
         assert client.options("/files/", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}).status_code == 403
+    preflight = client.options("/files/", headers={"Origin": "null", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers  # so an opaque origin elsewhere gets nowhere
     assert client.get("/", headers={"Origin": "https://evil.example"}).status_code == 200  # the page itself
 
 

@@ -165,6 +165,12 @@ const element = (tag, text, className) => {
 
 function megabytes(bytes) { return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`; }
 
+function speed(bytesPerSecond) {
+  return bytesPerSecond >= 1e6
+    ? t('upload.speed', { speed: (bytesPerSecond / 1e6).toFixed(1) })
+    : t('upload.speed-slow', { speed: Math.round(bytesPerSecond / 1e3) });
+}
+
 function personName(dicomName) {
   // DICOM writes Family^Given^Middle^Prefix^Suffix.
   const [family = '', given = '', middle = '', prefix = '', suffix = ''] = String(dicomName).split('=')[0].split('^');
@@ -187,20 +193,22 @@ function renderSummary(summary) {
     block.append(element('h3', t('review.patient', { name: personName(patient.name) })));
     block.append(element('p', t('review.confirm-name'), 'muted'));
     const table = element('table');
+    const columns = ['review.date', 'review.study', 'review.kind', 'review.series', 'review.images'];
     const head = element('tr');
-    for (const key of ['review.date', 'review.study', 'review.kind', 'review.series', 'review.images']) {
-      head.append(Object.assign(element('th', t(key)), { scope: 'col' }));
-    }
+    for (const key of columns) head.append(Object.assign(element('th', t(key)), { scope: 'col' }));
     table.append(head);
     for (const study of patient.studies) {
       const row = element('tr');
-      row.append(
-        element('td', dicomDate(study.date)),
-        element('td', study.description || t('review.no-description')),
-        element('td', study.modalities.join(', ')),
-        element('td', String(study.series.length)),
-        element('td', String(study.images)),
-      );
+      const cells = [
+        dicomDate(study.date), study.description || t('review.no-description'),
+        study.modalities.join(', '), String(study.series.length), String(study.images),
+      ];
+      // On a narrow screen each row becomes a small block; the label goes with its value.
+      cells.forEach((text, i) => {
+        const cell = element('td', text);
+        cell.dataset.label = t(columns[i]);
+        row.append(cell);
+      });
       table.append(row);
     }
     const scroller = element('div', undefined, 'table-scroll');
@@ -228,7 +236,7 @@ window.pcirProgress = (json) => {
     t('upload.progress', { done: megabytes(p.disc_bytes_done), total: megabytes(p.disc_bytes_total) }),
     t('upload.files', { done: p.files_done, total: p.files_total }),
   ];
-  if (p.speed) parts.push(t('upload.speed', { speed: (p.speed / 1e6).toFixed(1) }));
+  if (p.speed) parts.push(speed(p.speed));
   if (p.seconds_left != null && !p.done) {
     parts.push(p.seconds_left < 60 ? t('upload.left-minute') : t('upload.left-minutes', { minutes: Math.round(p.seconds_left / 60) }));
   }

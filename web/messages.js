@@ -78,6 +78,7 @@ export const messages = {
   'upload.progress': '{done} of {total}',
   'upload.files': '{done} of {total} files',
   'upload.speed': '{speed} MB/s',
+  'upload.speed-slow': '{speed} kB/s',
   'upload.left-minute': 'less than a minute left',
   'upload.left-minutes': 'about {minutes} minutes left',
   'upload.leave-warning': 'Your images are still being sent. If you leave now, you will have to start again.',

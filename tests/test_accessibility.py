@@ -105,12 +105,11 @@ def test_the_whole_flow_by_keyboard_with_nothing_for_axe(browser: Browser, proxi
     page.wait_for_selector("#step-review:not([hidden])", timeout=60_000)
     check_step(page, "review-heading", "4-review")
     tab_to(page, "#upload")
-    proxy.throttle(20_000)  # a slow link, so that the sending step stays on screen
+    proxy.throttle(10_000)  # a slow link, so that the sending step stays on screen
     page.keyboard.press("Enter")
 
     check_step(page, "upload-heading", "5-sending")
-    page.wait_for_function("document.getElementById('progress').value > 0", timeout=60_000)
-    page.screenshot(path=SHOTS / "5-sending.png", full_page=True)
+    assert page.is_visible("#step-upload"), "sending ended before it could be checked"
     proxy.clear()
 
     page.wait_for_selector("#step-done:not([hidden])", timeout=120_000)

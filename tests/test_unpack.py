@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from pcir_upload.envelope import SUITE_X25519, Recipient, Sealer
 from pcir_upload.keys import PrivateKeys
 from pcir_upload.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
+from pcir_upload import unpack as unpack_module
 from pcir_upload.unpack import UnpackError, unpack_upload
 from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter
 from support import PycaPrimitives
@@ -167,3 +168,16 @@ def test_a_second_upload_of_the_same_contribution_id_is_refused(tmp_path, out) -
     with pytest.raises(UnpackError, match="already delivered by another upload"):
         unpack(forged, out, "2" * 32)
     assert (out / cid.hex() / "files" / "a").read_bytes() == b"real"
+
+
+def test_a_long_unpacking_says_how_far_it_has_got(tmp_path, out, monkeypatch) -> None:
+    cid = secrets.token_bytes(16)
+    content = bytes(range(256)) * 4000
+    data = seal_package(tmp_path, [("files/a", content)], manifest_for(cid, [record("a", content)]), cid)
+    monkeypatch.setattr(unpack_module, "PROGRESS_EVERY", 0.0)  # a line at every step
+    lines: list[str] = []
+    unpack_upload(UPLOAD_ID, data, KEYS, out, lines.append)
+    assert lines[0].startswith("  opening: ") and lines[-1] == "  writing files: 100% (1 of 1 MB)"
+    assert any(line.startswith("  opening: 100%") for line in lines)
+    assert [line for line in lines if line.startswith("  writing")] == sorted(
+        (line for line in lines if line.startswith("  writing")), key=lambda l: int(l.split()[2][:-1]))

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -49,6 +50,38 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # What zipfile raises on a damaged or hostile archive: names that are not UTF-8 under the
 # UTF-8 flag (UnicodeDecodeError, a ValueError), impossible offsets, bad streams.
 _DAMAGED_ZIP = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
+
+
+PROGRESS_EVERY = 5.0  # seconds between progress lines of a long unpacking
+
+
+class _Meter:
+    """How far a long step has got, said every few seconds so that a large contribution
+    (a DVD takes minutes) shows that it is moving; small ones finish before the first line."""
+
+    def __init__(self, report: Callable[[str], None], what: str, total: int):
+        self._report, self._what, self._total = report, what, max(total, 1)
+        self._done, self._last = 0, time.monotonic()
+
+    def add(self, count: int) -> None:
+        self._done += count
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY:
+            self._last = now
+            self._report(f"  {self._what}: {100 * self._done // self._total}% "
+                         f"({self._done / 1e6:.0f} of {self._total / 1e6:.0f} MB)")
+
+
+class _Metered:
+    """A file read through a meter."""
+
+    def __init__(self, stream: BinaryIO, meter: _Meter):
+        self._stream, self._meter = stream, meter
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._meter.add(len(data))
+        return data
 
 
 class UnpackError(Exception):
@@ -178,7 +211,7 @@ def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, 
     return raw, manifest
 
 
-def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path) -> None:
+def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path, meter: _Meter) -> None:
     target = root / safe_path(record["path"])
     try:
         info = archive.getinfo(record["entry"])
@@ -199,6 +232,7 @@ def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path) -> No
                 digest.update(block)
                 sink.write(block)
                 written += len(block)
+                meter.add(len(block))
     except FileExistsError:
         raise UnpackError(f"{record['path']}: the path occurs twice") from None
     except _DAMAGED_ZIP as exc:
@@ -213,6 +247,7 @@ def unpack_upload(
     data_path: Path,
     keys: PrivateKeys,
     out: Path,
+    report: Callable[[str], None] = lambda line: None,
 ) -> Unpacked:
     """Unpack one completed upload into `out/<contribution id>`; skips it if done before.
 
@@ -233,7 +268,8 @@ def unpack_upload(
     try:
         package_path = work / "package.zip"
         with open(data_path, "rb") as upload, open(package_path, "wb") as sink:
-            contribution_id, suite = open_envelope(upload, keys, sink)
+            meter = _Meter(report, "opening", data_path.stat().st_size)
+            contribution_id, suite = open_envelope(_Metered(upload, meter), keys, sink)  # type: ignore[arg-type]
         try:
             archive = zipfile.ZipFile(package_path)
         except _DAMAGED_ZIP as exc:
@@ -249,8 +285,9 @@ def unpack_upload(
             needed = sum(record["size"] for record in manifest["files"])
             if shutil.disk_usage(out).free < needed + _SPARE_BYTES:
                 raise UnpackError(f"{out} has not enough free space for {needed} bytes")
+            meter = _Meter(report, "writing files", needed)
             for record in manifest["files"]:
-                _extract(archive, record, work / "contribution" / "files")
+                _extract(archive, record, work / "contribution" / "files", meter)
         (work / "contribution" / MANIFEST_NAME).write_bytes(raw)
         final_dir = out / contribution_id.hex()
         if final_dir.exists():
@@ -296,7 +333,7 @@ def unpack_all(
     ok = True
     for upload in completed_uploads(data_dir):
         try:
-            result = unpack_upload(upload.id, upload.data_path, keys, out)
+            result = unpack_upload(upload.id, upload.data_path, keys, out, report)
         except UnpackError as exc:
             ok = False
             report(f"FAILED  upload {upload.id}: {exc}")

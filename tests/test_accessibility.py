@@ -166,3 +166,18 @@ def test_it_reflows_without_sideways_scrolling(browser: Browser, proxied, dicomd
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SHOTS / f"{name}-review.png", full_page=True)
     context.close()
+
+
+@pytest.mark.parametrize("remove", ["delete globalThis.WebAssembly", "delete SubtleCrypto.prototype.generateKey"],
+                         ids=["no-webassembly", "no-webcrypto-keys"])
+def test_a_browser_that_lacks_something_is_told_what_to_use(browser: Browser, proxied, remove) -> None:
+    url, _ = proxied
+    context = browser.new_context()
+    context.add_init_script(remove)
+    page = context.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "up-to-date Chrome, Edge, Firefox or Safari" in page.inner_text("#error-message")
+    assert page.is_disabled("#start")
+    assert page.is_visible("#welcome-heading")  # the page is there, never blank
+    context.close()

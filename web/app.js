@@ -37,6 +37,29 @@ function showError(message, detail = '', retry = null) {
 
 function clearError() { $('error').hidden = true; }
 
+// What the page cannot do without. A browser that lacks one is told what to use instead,
+// at once, rather than after the patient has read the terms (or never: a blank screen).
+async function missingFeatures() {
+  const missing = [];
+  if (typeof WebAssembly !== 'object') missing.push('WebAssembly');
+  if (typeof Worker !== 'function') missing.push('Web Workers');
+  if (!window.crossOriginIsolated) missing.push('cross-origin isolation (SharedArrayBuffer)');
+  try {
+    await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
+  } catch {
+    missing.push('X25519 in WebCrypto');
+  }
+  return missing;
+}
+
+missingFeatures().then((missing) => {
+  if (missing.length) {
+    $('ready-status').textContent = '';
+    $('start').disabled = true;
+    showError(t('error.browser'), missing.join(', '));
+  }
+});
+
 // The worker loads Python (several MB) while the patient reads the welcome.
 const worker = (async () => {
   const element = document.querySelector('script[type="py"][worker]');

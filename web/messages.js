@@ -96,6 +96,7 @@ export const messages = {
   'error.details': 'Technical details (for whoever helps you)',
   'error.retry': 'Try again',
   'error.start': 'This page could not start in your browser. Please try an up-to-date Chrome, Edge, Firefox or Safari.',
+  'error.browser': 'This browser cannot lock your images safely before sending them. Please open this page in an up-to-date Chrome, Edge, Firefox or Safari.',
   'error.folder': 'The folder could not be read. Please try choosing it again.',
   'error.open-folder': 'The folder could not be opened.',
   'error.send': 'Something went wrong while sending. Nothing was lost; please try again.',

@@ -604,3 +604,16 @@ def test_any_autorun_or_index_page_text_is_survived(autorun, page):
     texts = {"AUTORUN.INF": "[autorun]\nopen=" + autorun + "\nicon=" + autorun, "INDEX.HTM": page + f"<a href='{autorun}'>"}
     roles = assign_roles(listing, [], [], {"A/B.EXE": Look(executable=True)}, texts)
     assert set(roles) == {f.path for f in listing} and roles["A/B.EXE"] == "viewer"
+
+
+def test_a_dicom_file_whose_header_says_nothing_is_carried_and_counted(tmp_path):
+    root = discs.general_purpose_cd(tmp_path / "cd")
+    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    write(root / "EXTRA/BROKEN", data[:132] + random.Random(4).randbytes(5000))  # 'DICM', then noise
+    summary = scan(FolderDisc(root))
+    assert summary["roles"]["EXTRA/BROKEN"] == "dicom"
+    assert len(summary["patients"]) == 7
+    assert summary["notes"] == [
+        "1 DICOM file(s) that the disc index does not list were found by reading the files themselves.",
+        "1 DICOM file(s) have headers too damaged to say whose images they are; they will be sent as they are.",
+    ]

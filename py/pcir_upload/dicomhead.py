@@ -203,6 +203,7 @@ class _Watch:
         self.broken = False  # tags out of order or a length past the end of the file
 
     def __call__(self, tag: int, vr: str | None, length: int) -> bool:
+        tag = int(tag)  # pydicom's BaseTag compares in Python; a plain int in C, once per element
         if tag < self._last or (self._size is not None and length != _UNDEFINED and length > self._size):
             self.broken = True
             return True
@@ -215,27 +216,28 @@ class _Watch:
         return False
 
 
+# Instance field -> tag; looked up by tag, which skips pydicom's keyword lookup per access.
 _FIELDS = {
-    "patient_name": "PatientName",
-    "patient_id": "PatientID",
-    "study_uid": "StudyInstanceUID",
-    "study_date": "StudyDate",
-    "study_description": "StudyDescription",
-    "series_uid": "SeriesInstanceUID",
-    "modality": "Modality",
-    "series_number": "SeriesNumber",
-    "series_description": "SeriesDescription",
-    "sop_instance_uid": "SOPInstanceUID",
-    "sop_class_uid": "SOPClassUID",
+    "patient_name": 0x00100010,
+    "patient_id": 0x00100020,
+    "study_uid": 0x0020000D,
+    "study_date": 0x00080020,
+    "study_description": 0x00081030,
+    "series_uid": 0x0020000E,
+    "modality": 0x00080060,
+    "series_number": 0x00200011,
+    "series_description": 0x0008103E,
+    "sop_instance_uid": 0x00080018,
+    "sop_class_uid": 0x00080016,
 }
 
 
 def _instance(ds: pydicom.Dataset, transfer_syntax: str) -> Instance:
     """The summary's fields; a value that does not decode is left empty rather than failing the file."""
     values = {}
-    for field, keyword in _FIELDS.items():
+    for field, tag in _FIELDS.items():
         try:
-            values[field] = _text(ds.get(keyword))
+            values[field] = _text(ds[tag].value) if tag in ds else ""
         except Exception:
             values[field] = ""
     return Instance(transfer_syntax=transfer_syntax, **values)

@@ -84,6 +84,10 @@ _NOTE_VIEWER = (
     "everything; the repository does not need it."
 )
 _NOTE_OTHER = "{count} other file(s) ({size}) will be sent as they are."
+_NOTE_UNDESCRIBED = (
+    "{count} DICOM file(s) have headers too damaged to say whose images they are; "
+    "they will be sent as they are."
+)
 _NOTE_UNREADABLE = (
     "{count} file(s) could not be read just now; the disc may be scratched or dirty. They will be "
     "tried again when sending, and any that still fail will be recorded."
@@ -385,9 +389,13 @@ def _summary(
     """The summary: the indexes' patients plus what the heads showed, roles, kind and notes."""
     collector = indexes.collector
     found_dicom = [p for p, look in contents.looks.items() if look.dicom and not look.index]
+    undescribed = 0
     for path in found_dicom:
-        if path in contents.instances:
-            collector.add_instance(path, contents.instances[path])
+        instance = contents.instances.get(path)
+        if instance is not None and _describes(instance):
+            collector.add_instance(path, instance)
+        else:
+            undescribed += 1
     dicom = indexes.referenced | set(found_dicom)
     try:
         roles = assign_roles(listing, [f.path for f in indexes.found], dicom, contents.looks, contents.texts)
@@ -413,9 +421,15 @@ def _summary(
         kind=kind,
         roles=roles,
         unreadable=[{"path": f.path, "error": unreadable[f.path]} for f in listing if f.path in unreadable],
-        notes=_notes(listing, kind, indexes, found_dicom, by_role, unreadable),
+        notes=_notes(listing, kind, indexes, found_dicom, undescribed, by_role, unreadable),
         by_role=by_role,
     )
+
+
+def _describes(instance: Instance) -> bool:
+    """Whether a header says anything to show: some patient, study, series or instance."""
+    return any((instance.patient_name, instance.patient_id, instance.study_uid, instance.series_uid,
+                instance.sop_instance_uid))
 
 
 def _kind(listing: Sequence[DiscFile], total: int, indexes: _Indexes, found_dicom: list[str]) -> str:
@@ -431,6 +445,7 @@ def _notes(
     kind: str,
     indexes: _Indexes,
     found_dicom: list[str],
+    undescribed: int,
     by_role: Mapping[str, Mapping[str, int]],
     unreadable: Mapping[str, str],
 ) -> list[str]:
@@ -444,6 +459,8 @@ def _notes(
         notes.append(_NOTE_BAD_INDEX if indexes.found else _NOTE_NO_INDEX)
     elif found_dicom:
         notes.append(_NOTE_UNLISTED.format(count=len(found_dicom)))
+    if undescribed:
+        notes.append(_NOTE_UNDESCRIBED.format(count=undescribed))
     viewer, other = by_role["viewer"], by_role["other"]
     if viewer["files"]:
         notes.append(_NOTE_VIEWER.format(count=viewer["files"], size=_size(viewer["bytes"])))

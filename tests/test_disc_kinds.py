@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import shutil
 import time
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
 import discs
-from discs import GP_SOURCES, Facts, facts, gp_file_id, write
+from discs import GP_SOURCES, facts, gp_file_id, write
 from pcir_upload.dicomhead import read_head
 from pcir_upload.disc import DiscReadError
 from pcir_upload.discovery import HEAD_LENGTHS, MAX_BATCH_FILES, classify_document, scan_disc
@@ -205,13 +204,15 @@ def test_autorun_names_the_viewer_folder_even_without_a_recognisable_program(tmp
     write(root / "Start.exe", discs.windows_program())  # a launcher at the root: itself,
     write(root / "Start.ini", "[start]\n")  # and its settings beside it
     write(root / "Patient letter.pdf", discs.one_page_pdf())  # the patient's own, at the root
+    write(root / "LETTERS/AUTORUN.INF", "[autorun]\nshellexecute=Befund.docx\n")  # opens a document
+    write(root / "LETTERS/Befund.docx", b"PK\x03\x04" + bytes(100))
     summary = scan(FolderDisc(root))
 
     assert summary["excluded_by_default"] == [
         "Program Files/Start Viewer.bat", "Program Files/lang/de.properties", "Program Files/viewer.jar",
         "Start.exe", "Start.ini", "disc.ico"]
     assert summary["roles"]["AUTORUN.INF"] == "disc-text"
-    assert summary["roles"]["Patient letter.pdf"] == "other"
+    assert summary["roles"]["Patient letter.pdf"] == summary["roles"]["LETTERS/Befund.docx"] == "other"
     assert summary["kind"] == "dicom"
 
 

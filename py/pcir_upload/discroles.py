@@ -28,7 +28,7 @@ _FAT_OR_JAVA = b"\xca\xfe\xba\xbe"  # a universal Mach-O binary, or a Java class
 _WINDOWS_PROGRAMS = {"exe", "dll", "com", "ocx", "sys", "drv", "cpl", "scr"}
 _TEXT_EXTENSIONS = {"txt", "htm", "html", "inf", "css", "js", "xml", "xsl", "nfo", "ini", "md"}
 _TEXT_NAMES = {"readme", "read_me", "readme.1st", "liesmich", "lisezmoi"}
-_WEB_PAGES = {"htm", "html", "pdf", "txt", "url", "xml"}  # AUTORUN targets that are not programs
+_LAUNCHERS = {"exe", "com", "bat", "cmd", "pif", "scr"}  # what AUTORUN.INF can start by itself
 _MAX_DISC_TEXT = 1024 * 1024  # a README or index page; anything bigger is content in its own right
 _LINK = re.compile(r"""(?:href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.IGNORECASE)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -211,8 +211,9 @@ def assign_roles(
     for inf in autoruns:
         launched, icons = autorun_targets(texts.get(inf, ""))
         for command in launched:
+            # shellexecute= may open a page or the patient's letter: only programs count.
             target = _command_target(names, _folder(inf), command)
-            if target and _extension(target) not in _WEB_PAGES:
+            if target and (_extension(target) in _LAUNCHERS or target in programs):
                 programs.add(target)
         viewer.update(t for t in (names.find(_folder(inf), i) for i in icons) if t)
     viewer |= programs

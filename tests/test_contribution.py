@@ -14,7 +14,7 @@ from pcir_upload.contribution import Progress, Receipt, contribute, receipt_code
 from pcir_upload.disc import DiscReadError
 from pcir_upload.discovery import scan_disc
 from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, Recipient, Sealer
-from pcir_upload.tus import Upload
+from pcir_upload.tus import Link, Target, Upload, discover
 from pcir_upload.cli import main
 from pcir_upload.unpack import unpack_all
 from support import FolderDisc, HttpxTransport, PycaPrimitives, files_of, receiver
@@ -142,7 +142,8 @@ def test_list_shows_state_size_chunks_and_suite(tmp_path: Path, disc: Path, keys
 async def start_upload(url: str, to: Recipient) -> int:
     """An upload cut off after its first chunk and half of the second; returns its size."""
     transport = HttpxTransport()
-    upload = Upload(transport, url + "/files/")
+    link = Link(transport)
+    upload = Upload(link, Target(url + "/files/", await discover(link, url + "/files/")))
     sealer = Sealer(PycaPrimitives(), to, os.urandom(16))
     await upload.create()
     await upload.append(await sealer.seal(b"a" * 1000, final=False), final=False)

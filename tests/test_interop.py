@@ -15,9 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pcir_upload.contribution import Progress, contribute
+from pcir_upload.envelope import SUITE_HYBRID, Recipient
 from pcir_upload.server.store import completed_uploads
-from pcir_upload.tus import State, Upload
-from support import HttpxTransport, receiver
+from pcir_upload.tus import Link, State, Target, Upload, discover
+from pcir_upload.unpack import unpack_upload
+from support import FolderDisc, HttpxTransport, PycaPrimitives, files_of, receiver
 
 INTEROP = Path(__file__).parent / "interop"
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +83,8 @@ def test_our_client_uploads_to_tus_node_server(tus_node_server: tuple[str, Path,
 
     async def send() -> Upload:
         transport = HttpxTransport()
-        upload = Upload(transport, endpoint)
+        link = Link(transport)
+        upload = Upload(link, Target(endpoint, await discover(link, endpoint)))
         try:
             await upload.create()
             for i, chunk in enumerate(chunks):
@@ -106,3 +110,36 @@ def test_what_tus_node_server_supports(tus_node_server: tuple[str, Path, str]) -
     ]
     r = httpx.post(endpoint, headers={"Tus-Resumable": "1.0.0", "Upload-Concat": "partial", "Upload-Length": "1"})
     assert r.status_code >= 400  # it refuses concatenation outright
+
+
+def test_a_contribution_falls_back_to_one_upload_on_tus_node_server(
+    tus_node_server: tuple[str, Path, str], tmp_path: Path, disc: Path, keys
+) -> None:
+    """Without concatenation: one upload, deferred length, chunks in order, and it unpacks."""
+    endpoint, folder, _ = tus_node_server
+    folder_disc = FolderDisc(disc)
+    progress: list[Progress] = []
+    records: list[object] = []
+
+    async def send():
+        transport = HttpxTransport()
+        try:
+            return await contribute(
+                listing=folder_disc.listing, reader=folder_disc, manifest={"terms": {"version": "test"}},
+                recipient=Recipient(SUITE_HYBRID, keys.public.hybrid), primitives=PycaPrimitives(),
+                transport=transport, endpoint=endpoint, on_progress=progress.append,
+                save_record=records.append, chunk_size=16 * 1024,
+            )
+        finally:
+            await transport.close()
+
+    receipt = asyncio.run(send())
+    assert receipt.chunks > 3 and progress[-1].done and progress[-1].state == "done"
+    assert records == []  # one upload cannot be continued by a later session: no record
+    [info] = [p for p in folder.glob("*.json")]
+    stored = folder / info.stem
+    assert stored.stat().st_size == receipt.bytes_sent
+    out = tmp_path / "out"
+    unpacked = unpack_upload(info.stem, stored, keys.private, out)
+    assert unpacked.contribution_id == receipt.contribution_id
+    assert files_of(out / receipt.contribution_id / "files") == files_of(disc)

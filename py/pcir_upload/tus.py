@@ -1,26 +1,52 @@
-"""The upload: one tus 1.0.0 resumable upload per contribution, as one explicit state machine.
+"""The upload's protocol: tus 1.0.0, every request and every retry decided here.
 
-The sealed chunks are appended in order. The total length is not known until the package
-is finished (compression), so the upload is created with `Upload-Defer-Length` and the
-length is declared with the final chunk. Every retry, every offset and every error is
-decided here, in `append`: after anything goes wrong the server is asked (HEAD) how much it
-really holds and sending continues from there, so no byte is sent into the stored upload
-twice and none is skipped. The transport (browser fetch, or httpx in tests) only moves bytes.
+A contribution's sealed chunks reach the repository one of two ways, chosen by what the
+server offers (OPTIONS, `Tus-Extension`):
+
+- with `concatenation` (our receiver, tusd): each chunk is its own *partial* upload, created
+  with its bytes in the POST (creation-with-upload), at most a few at a time, and one
+  `Upload-Concat: final;...` POST joins them in order at the end (`Partial`, `concatenate`);
+- without it (@tus/server's file store): one upload created with `Upload-Defer-Length`, the
+  chunks appended in order, the length declared with the last one (`Upload`).
+
+Two things are kept apart on purpose. `Link` is the one way out to the network: it waits
+while the patient has paused, waits for the network to come back, backs off with jitter,
+respects `Retry-After`, times out stalled requests and gives up, in plain words, once
+nothing has moved for too long. `Partial.store` and `Upload.append` are the state machines:
+after anything goes wrong they ask the server (HEAD) what it really holds and go on from
+there, so no byte is stored twice and none is skipped. The transport (the browser's fetch,
+httpx in tests) only moves bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
+import hashlib
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 TUS_VERSION = "1.0.0"
-RETRY_STATUSES = frozenset({408, 423, 429, 500, 502, 503, 504})
-RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0, 30.0, 30.0)
+CHUNK_TYPE = "application/offset+octet-stream"
+SECRET_HEADER = "Pcir-Upload-Secret"
+# Worth trying again: the server or something on the way is busy, restarting or overloaded.
+# 460 is tus's "checksum mismatch": the bytes were damaged on the way and none were kept.
+RETRY_STATUSES = frozenset({408, 423, 429, 460, 500, 502, 503, 504})
+GONE_STATUSES = frozenset({404, 410})
+
+KEPT_FAILING = (
+    "The connection to the repository kept failing. Your files are safe on your computer; "
+    "please check your internet connection and try again."
+)
+UNREACHABLE = (
+    "The repository could not be reached. Please check your internet connection and try again."
+)
 
 
 @dataclass(frozen=True)
@@ -37,11 +63,438 @@ class Transport(Protocol):
     async def request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
     ) -> Response:
-        """Send one request; raise TransportError when no answer comes back."""
+        """Send one request; raise TransportError when no answer comes back.
+
+        Cancelling the task that awaits this must abort the request (the browser's transport
+        turns it into an AbortController abort): that is how pausing stops bytes at once.
+        """
 
 
 class UploadError(Exception):
     """The upload cannot go on. The message is written for the patient."""
+
+
+class PartsGone(UploadError):
+    """The server no longer holds uploads this contribution relies on (expired, or deleted)."""
+
+
+class _NoAnswer(enum.Enum):
+    """Why a request brought no HTTP answer; the state machines treat both as "ask again"."""
+
+    NETWORK = "network"  # refused, reset, timed out: count it, wait, then ask the server
+    PAUSED = "paused"  # the patient paused: nothing failed, so nothing is counted
+
+
+NETWORK = _NoAnswer.NETWORK
+PAUSED = _NoAnswer.PAUSED
+Answer = Response | _NoAnswer
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How patient the upload is. Delays double from `first_delay` up to `max_delay`, each
+    drawn from 50–150 % of its value so that many patients cut off at once do not all return
+    at once; after `give_up_after` seconds of failures without a single confirmed byte (not
+    counting time paused or offline) the upload stops and says so."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    give_up_after: float = 600.0
+
+    def delay(self, attempt: int, jitter: float) -> float:
+        return min(self.max_delay, self.first_delay * 2 ** min(attempt, 30)) * (0.5 + jitter)
+
+
+def default_timeout(body_size: int) -> float:
+    """A safety net behind the transport's own timeout: a request that has not finished in
+    this time is stalled. Generous, so that a slow home uplink (8 KB/s) still gets through."""
+    return 60.0 + body_size / 8192
+
+
+class Link:
+    """Every request of one contribution goes out through here, and every failure comes back
+    here: the one place that knows whether to wait, how long, and when to give up.
+
+    `wait_online` returns when the network is believed to be there (the browser resolves it
+    when `navigator.onLine` comes back); while it is pending, the upload waits for it instead
+    of spending its patience on requests that cannot work. `on_wait(True, seconds)` is told
+    when a wait begins (seconds until the next try, or None while offline), and
+    `on_wait(False, None)` when it ends and the upload tries again.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        retry: Retry = Retry(),
+        wait_online: Callable[[], Awaitable[None]] | None = None,
+        timeout: Callable[[int], float] = default_timeout,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        on_wait: Callable[[bool, float | None], None] | None = None,
+    ):
+        self._transport = transport
+        self.retry = retry
+        self._wait_online = wait_online
+        self._timeout = timeout
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._on_wait = on_wait
+        self._open = asyncio.Event()
+        self._open.set()
+        self._inflight: set[asyncio.Future[Response]] = set()
+        self._interrupted: set[asyncio.Future[Response]] = set()
+        self._failing_since: float | None = None
+        self.retries = 0  # failures waited out, for the record
+
+    @property
+    def paused(self) -> bool:
+        return not self._open.is_set()
+
+    def pause(self) -> None:
+        """Abort every request in flight and send nothing until `resume()`."""
+        self._open.clear()
+        for request in list(self._inflight):
+            self._interrupted.add(request)
+            request.cancel()
+
+    def resume(self) -> None:
+        self._failing_since = None  # a pause is not a failure: patience starts afresh
+        self._open.set()
+
+    def progressed(self) -> None:
+        """The server confirmed something: whatever failed before has recovered."""
+        self._failing_since = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        *,
+        gated: bool = True,
+    ) -> Answer:
+        """One request: its answer, NETWORK when none came, PAUSED when `pause()` cut it off.
+
+        `gated=False` goes out even while paused (terminating uploads after a cancel).
+        """
+        if gated:
+            await self._open.wait()
+        request = asyncio.ensure_future(self._send(method, url, headers, body))
+        self._inflight.add(request)
+        try:
+            return await request
+        except asyncio.CancelledError:
+            if request in self._interrupted:
+                return PAUSED  # pause() aborted it; we ourselves go on
+            raise
+        except (TransportError, TimeoutError):
+            return NETWORK
+        finally:
+            self._inflight.discard(request)
+            self._interrupted.discard(request)
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Response:
+        async with asyncio.timeout(self._timeout(len(body or b""))):
+            return await self._transport.request(method, url, headers, body)
+
+    async def wait_after(self, answer: Answer, attempt: int) -> None:
+        """After a failed request: wait until it is worth trying again, or give up.
+
+        The caller asks the server what it holds before it sends again.
+        """
+        if answer is PAUSED:
+            return  # the next request waits for resume(); nothing failed
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failing_since >= self.retry.give_up_after:
+            raise UploadError(KEPT_FAILING)
+        self.retries += 1
+        if await self._offline():
+            self._failing_since = None  # offline time is not the repository's failure
+            return
+        delay = _retry_after(answer)
+        if delay is None:
+            delay = self.retry.delay(attempt, self._jitter())
+        self._tell(True, delay)
+        try:
+            await self._sleep(delay)
+        finally:
+            self._tell(False, None)
+
+    async def _offline(self) -> bool:
+        """Wait for the network if it is known to be gone; True if it was."""
+        if self._wait_online is None:
+            return False
+        online = asyncio.ensure_future(self._wait_online())
+        try:
+            await asyncio.sleep(0)  # one turn: an online network answers at once
+            if online.done():
+                if not online.cancelled():
+                    online.exception()  # a broken wait_online is taken as "online"
+                return False
+            self._tell(True, None)
+            try:
+                await online
+            finally:
+                self._tell(False, None)
+            return True
+        finally:
+            online.cancel()
+
+    def _tell(self, waiting: bool, seconds: float | None) -> None:
+        if self._on_wait is not None:
+            self._on_wait(waiting, seconds)
+
+
+def _retry_after(answer: Answer) -> float | None:
+    """Seconds the server asked us to wait (Retry-After: seconds or an HTTP date), if any."""
+    if not isinstance(answer, Response):
+        return None
+    value = answer.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+@dataclass(frozen=True)
+class Server:
+    """What the tus server offers, from its OPTIONS answer."""
+
+    extensions: frozenset[str]
+    checksums: frozenset[str] = frozenset()
+    max_size: int | None = None
+
+    @property
+    def concatenation(self) -> bool:
+        return "concatenation" in self.extensions
+
+    @property
+    def with_upload(self) -> bool:
+        return "creation-with-upload" in self.extensions
+
+    @property
+    def sha256(self) -> bool:
+        return "checksum" in self.extensions and "sha256" in self.checksums
+
+
+def _names(value: str | None) -> frozenset[str]:
+    return frozenset(v.strip().lower() for v in (value or "").split(",") if v.strip())
+
+
+async def discover(link: Link, endpoint: str) -> Server:
+    """Ask the server what it offers. One that does not answer OPTIONS is taken as core tus
+    with creation: the single-upload way, which asks nothing more of it."""
+    attempt = 0
+    while True:
+        answer = await link.request("OPTIONS", endpoint, {"Tus-Resumable": TUS_VERSION})
+        if isinstance(answer, Response) and answer.status not in RETRY_STATUSES:
+            if answer.status not in (200, 204):
+                return Server(frozenset({"creation", "creation-defer-length", "termination"}))
+            link.progressed()
+            size = answer.headers.get("tus-max-size", "")
+            return Server(
+                _names(answer.headers.get("tus-extension")),
+                _names(answer.headers.get("tus-checksum-algorithm")),
+                int(size) if size.isdigit() else None,
+            )
+        try:
+            await link.wait_after(answer, attempt)
+        except UploadError:
+            raise UploadError(UNREACHABLE) from None
+        attempt += 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where this contribution's uploads go, and what every request about them carries."""
+
+    endpoint: str
+    server: Server
+    secret: str | None = None  # Pcir-Upload-Secret: only its holder may touch these uploads
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        headers = {"Tus-Resumable": TUS_VERSION, **extra}
+        if self.secret is not None:
+            headers[SECRET_HEADER] = self.secret
+        return headers
+
+    def body_headers(self, offset: int, body: bytes) -> dict[str, str]:
+        headers = self.headers(**{"Content-Type": CHUNK_TYPE, "Upload-Offset": str(offset)})
+        if self.server.sha256:
+            headers["Upload-Checksum"] = "sha256 " + base64.b64encode(hashlib.sha256(body).digest()).decode()
+        return headers
+
+    def resolve(self, location: str) -> str:
+        """An upload's URL from a Location header, absolute or relative (RFC 9110)."""
+        return urljoin(self.endpoint, location)
+
+
+class PartialState(enum.Enum):
+    NEW = "new"  # the server holds nothing we know of
+    STORING = "storing"  # the server has it at `url`, holding `offset` bytes
+    COMPLETE = "complete"  # every byte confirmed
+
+
+class Partial:
+    """One sealed chunk as a partial upload (tus concatenation): `store()` it, then name it in
+    `concatenate`. A partial whose creation answer was lost cannot be asked about (no
+    Location), so a new one is made; the server expires the orphan."""
+
+    def __init__(self, index: int, data: bytes | None, url: str | None = None):
+        self.index = index
+        self.data = data  # None once stored: memory stays bounded by the chunks in flight
+        self.length = len(data) if data is not None else None
+        self.url = url
+        self.offset = 0
+        self.state = PartialState.NEW if url is None else PartialState.COMPLETE
+        self.sent = 0  # body bytes handed to the network, for tests and the record
+
+    async def store(self, link: Link, target: Target) -> None:
+        """Returns once the server has confirmed every byte of the chunk."""
+        data = self.data
+        if data is None or self.length is None:
+            raise RuntimeError("nothing to store")
+        attempt = conflicts = 0
+        ask = self.url is not None  # interrupted before (paused): ask first
+        while self.state is not PartialState.COMPLETE:
+            if self.url is None:
+                answer = await self._create(link, target, data)
+                if isinstance(answer, Response) and answer.status == 201 and "location" in answer.headers:
+                    self.url = target.resolve(answer.headers["location"])
+                    self.state = PartialState.STORING
+                    sent = len(data) if target.server.with_upload else 0
+                    self._confirm(link, _offset(answer, default=sent))
+                    attempt, ask = 0, False
+                    continue
+            elif ask:
+                answer = await link.request("HEAD", self.url, target.headers())
+                if isinstance(answer, Response) and answer.status == 200:
+                    # The server's word is the truth: less than we thought (it lost bytes it
+                    # had confirmed) is resent from here, as we still hold the whole chunk.
+                    self._confirm(link, _offset(answer))
+                    ask = False
+                    continue
+            else:
+                body = data[self.offset:]
+                self.sent += len(body)
+                answer = await link.request("PATCH", self.url, target.body_headers(self.offset, body), body)
+                if isinstance(answer, Response) and answer.status == 204:
+                    self._confirm(link, _offset(answer))
+                    attempt = conflicts = 0
+                    continue
+                if isinstance(answer, Response) and answer.status == 409 and not conflicts:
+                    conflicts += 1  # we are wrong about the offset: ask, at once
+                    ask = True
+                    continue
+            if isinstance(answer, Response) and answer.status in GONE_STATUSES and self.url is not None:
+                # Expired or removed before it was complete: this chunk starts over, whole.
+                self.url, self.offset, self.state = None, 0, PartialState.NEW
+                continue
+            if isinstance(answer, Response) and answer.status not in RETRY_STATUSES | {409}:
+                raise refused(answer, "store the upload")
+            await link.wait_after(answer, attempt)
+            if answer is not PAUSED:
+                attempt += 1
+            ask = self.url is not None
+        self.data = None
+
+    async def _create(self, link: Link, target: Target, data: bytes) -> Answer:
+        headers = target.headers(**{"Upload-Concat": "partial", "Upload-Length": str(len(data))})
+        if not target.server.with_upload:
+            return await link.request("POST", target.endpoint, headers)
+        headers.update(target.body_headers(0, data))
+        del headers["Upload-Offset"]  # a creation carries its length, not an offset
+        self.sent += len(data)
+        return await link.request("POST", target.endpoint, headers, data)
+
+    def _confirm(self, link: Link, offset: int) -> None:
+        assert self.length is not None
+        if not 0 <= offset <= self.length:
+            raise UploadError(f"The repository confirmed an impossible offset ({offset}).")
+        if offset > self.offset:
+            link.progressed()  # only news counts: a HEAD repeating the old offset does not
+        self.offset = offset
+        if offset == self.length:
+            self.state = PartialState.COMPLETE
+
+
+def concat_header(target: Target, urls: Iterable[str]) -> str:
+    """`final;` and the partials, in chunk order, path-absolute where they are on the
+    endpoint's own origin (what our receiver and tusd both accept)."""
+    base = urlsplit(target.endpoint)
+    refs = []
+    for url in urls:
+        parts = urlsplit(url)
+        same = (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+        refs.append(parts.path if same else url)
+    return "final;" + " ".join(refs)
+
+
+async def concatenate(link: Link, target: Target, urls: list[str]) -> str:
+    """Join the partials into the final upload; returns its URL. A lost answer is asked
+    again with the same list: the server answers with the same final upload."""
+    headers = target.headers(**{"Upload-Concat": concat_header(target, urls)})
+    attempt = 0
+    while True:
+        answer = await link.request("POST", target.endpoint, headers)
+        if isinstance(answer, Response):
+            if answer.status == 201 and "location" in answer.headers:
+                link.progressed()
+                return target.resolve(answer.headers["location"])
+            if answer.status in GONE_STATUSES:
+                raise PartsGone("The repository no longer holds part of this upload.")
+            if answer.status not in RETRY_STATUSES:
+                raise refused(answer, "finish the upload")
+        await link.wait_after(answer, attempt)
+        if answer is not PAUSED:
+            attempt += 1
+
+
+async def probe(link: Link, target: Target, url: str) -> tuple[int, int | None] | None:
+    """(offset, length) of an upload the server holds for us, or None when it is gone."""
+    attempt = 0
+    while True:
+        answer = await link.request("HEAD", url, target.headers())
+        if isinstance(answer, Response):
+            if answer.status == 200:
+                length = answer.headers.get("upload-length", "")
+                return _offset(answer), int(length) if length.isdigit() else None
+            if answer.status in GONE_STATUSES or answer.status == 403:
+                return None
+            if answer.status not in RETRY_STATUSES:
+                raise refused(answer, "resume the upload")
+        await link.wait_after(answer, attempt)
+        if answer is not PAUSED:
+            attempt += 1
+
+
+async def terminate(link: Link, target: Target, url: str, attempts: int = 3) -> bool:
+    """Ask the server to delete an upload (tus termination); best effort, and quick: whatever
+    stays behind expires on the server. True when it is gone."""
+    for attempt in range(attempts):
+        answer = await link.request("DELETE", url, target.headers(), gated=False)
+        if isinstance(answer, Response):
+            if answer.status in (200, 204) or answer.status in GONE_STATUSES:
+                return True
+            if answer.status not in RETRY_STATUSES:
+                return False
+        if attempt + 1 < attempts:
+            await asyncio.sleep(min(link.retry.first_delay * 2**attempt, 2.0))
+    return False
 
 
 class State(enum.Enum):
@@ -53,38 +506,40 @@ class State(enum.Enum):
 
 
 class Upload:
-    """One resumable upload: `create`, then `append` each chunk, the last with final=True."""
+    """One resumable upload holding the whole stream (servers without concatenation):
+    `create`, then `append` each chunk, the last with final=True."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        endpoint: str,
-        delays: Sequence[float] = RETRY_DELAYS,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ):
-        self._transport = transport
-        self._endpoint = endpoint
-        self._delays = delays
-        self._sleep = sleep
+    def __init__(self, link: Link, target: Target):
+        self._link = link
+        self._target = target
         self.state = State.NEW
         self.url: str | None = None
         self.offset = 0  # bytes the server has confirmed it holds
-        self.retries = 0  # how many times anything was retried, for the record
+        self.sent = 0  # body bytes handed to the network
 
-    def _headers(self, **extra: str) -> dict[str, str]:
-        return {"Tus-Resumable": TUS_VERSION, **extra}
+    @property
+    def retries(self) -> int:
+        return self._link.retries
 
     async def create(self) -> None:
         if self.state is not State.NEW:
             raise RuntimeError(f"cannot create an upload that is {self.state.value}")
-        response = await self._with_retries(
-            lambda: self._transport.request(
-                "POST", self._endpoint, self._headers(**{"Upload-Defer-Length": "1"})
+        attempt = 0
+        while True:
+            answer = await self._link.request(
+                "POST", self._target.endpoint, self._target.headers(**{"Upload-Defer-Length": "1"})
             )
-        )
-        if response.status != 201 or "location" not in response.headers:
-            self._fail(response, "start the upload")
-        self.url = _resolve(self._endpoint, response.headers["location"])
+            if isinstance(answer, Response) and answer.status not in RETRY_STATUSES:
+                if answer.status != 201 or "location" not in answer.headers:
+                    raise self._failed(refused(answer, "start the upload"))
+                break
+            try:
+                await self._link.wait_after(answer, attempt)
+            except UploadError:
+                raise self._failed(UploadError(UNREACHABLE)) from None
+            attempt += 1
+        self._link.progressed()
+        self.url = self._target.resolve(answer.headers["location"])
         self.state = State.CREATED
 
     async def append(self, data: bytes, final: bool) -> None:
@@ -92,117 +547,81 @@ class Upload:
         if self.state is not State.CREATED or self.url is None:
             raise RuntimeError(f"cannot append to an upload that is {self.state.value}")
         start, end = self.offset, self.offset + len(data)
-        attempt = 0
-        while self.offset < end:
-            headers = self._headers(**{
-                "Content-Type": "application/offset+octet-stream",
-                "Upload-Offset": str(self.offset),
-            })
-            if final:
-                headers["Upload-Length"] = str(end)
-            try:
-                response = await self._transport.request(
-                    "PATCH", self.url, headers, data[self.offset - start:]
-                )
-            except TransportError:
-                response = None
-            if response is not None and response.status == 204:
-                confirmed = _offset(response)
-                if not self.offset <= confirmed <= end:
-                    raise self._error(f"The repository confirmed an impossible offset ({confirmed}).")
-                if confirmed > self.offset:
-                    attempt = 0  # progress: a flaky link gets its full patience again
-                self.offset = confirmed
-                continue
-            if response is not None and response.status not in RETRY_STATUSES | {409}:
-                self._fail(response, "store the upload")
-            # No answer, a conflict or a temporary refusal: wait, then ask what the server holds.
-            if attempt >= len(self._delays):
-                raise self._error(
-                    "The connection to the repository kept failing. Your files are safe on "
-                    "your computer; please check your internet connection and try again."
-                )
-            await self._sleep(_delay(self._delays[attempt], response))
-            attempt += 1
-            self.retries += 1
-            await self._resync(start, end)
+        attempt = conflicts = 0
+        ask = False
+        try:
+            while self.offset < end:
+                if ask:
+                    answer = await self._link.request("HEAD", self.url, self._target.headers())
+                    if isinstance(answer, Response) and answer.status == 200:
+                        confirmed = _offset(answer)
+                        if not start <= confirmed <= end:
+                            raise UploadError(
+                                "The repository lost part of the upload that it had already "
+                                f"confirmed (it holds {confirmed} bytes, expected at least {start})."
+                            )
+                        if confirmed > self.offset:
+                            self._link.progressed()  # the answer was lost, the bytes were not
+                        self.offset = confirmed
+                        ask = False
+                        continue
+                else:
+                    body = data[self.offset - start:]
+                    headers = self._target.body_headers(self.offset, body)
+                    if final:
+                        headers["Upload-Length"] = str(end)
+                    self.sent += len(body)
+                    answer = await self._link.request("PATCH", self.url, headers, body)
+                    if isinstance(answer, Response) and answer.status == 204:
+                        confirmed = _offset(answer)
+                        if not self.offset <= confirmed <= end:
+                            raise UploadError(f"The repository confirmed an impossible offset ({confirmed}).")
+                        if confirmed > self.offset:
+                            self._link.progressed()
+                            attempt = conflicts = 0
+                        self.offset = confirmed
+                        continue
+                    if isinstance(answer, Response) and answer.status == 409 and not conflicts:
+                        conflicts += 1
+                        ask = True
+                        continue
+                if isinstance(answer, Response) and answer.status in GONE_STATUSES:
+                    raise PartsGone("The repository no longer holds this upload.")
+                if isinstance(answer, Response) and answer.status not in RETRY_STATUSES | {409}:
+                    raise refused(answer, "store the upload")
+                await self._link.wait_after(answer, attempt)
+                if answer is not PAUSED:
+                    attempt += 1
+                ask = True
+        except UploadError as exc:
+            raise self._failed(exc) from None
         if final:
             self.state = State.DONE
 
     async def terminate(self) -> None:
         """Ask the server to delete what it holds (the patient cancelled)."""
         if self.url is not None and self.state is State.CREATED:
-            try:
-                await self._transport.request("DELETE", self.url, self._headers())
-            except TransportError:
-                pass  # the server expires abandoned uploads on its own
+            await terminate(self._link, self._target, self.url)
         self.state = State.TERMINATED
 
-    async def _resync(self, start: int, end: int) -> None:
-        """Learn the server's offset after a failure; it must lie within the chunk in hand."""
-        try:
-            response = await self._transport.request("HEAD", self.url or "", self._headers())
-        except TransportError:
-            return  # still away: the next attempt resends from our offset and we look again
-        if response.status in RETRY_STATUSES:
-            return
-        if response.status != 200:
-            self._fail(response, "resume the upload")
-        confirmed = _offset(response)
-        if not start <= confirmed <= end:
-            raise self._error(
-                "The repository lost part of the upload that it had already confirmed "
-                f"(it holds {confirmed} bytes, expected at least {start})."
-            )
-        self.offset = confirmed
-
-    async def _with_retries(self, send: Callable[[], Awaitable[Response]]) -> Response:
-        for attempt in range(len(self._delays) + 1):
-            try:
-                response = await send()
-            except TransportError:
-                response = None
-            if response is not None and response.status not in RETRY_STATUSES:
-                return response
-            if attempt < len(self._delays):
-                self.retries += 1
-                await self._sleep(_delay(self._delays[attempt], response))
-        raise self._error(
-            "The repository could not be reached. Please check your internet connection "
-            "and try again."
-        )
-
-    def _error(self, message: str) -> UploadError:
+    def _failed(self, error: UploadError) -> UploadError:
         self.state = State.FAILED
-        return UploadError(message)
-
-    def _fail(self, response: Response, action: str) -> None:
-        if response.status == 413:
-            raise self._error("The repository cannot accept a contribution this large.")
-        if response.status == 507:
-            raise self._error(
-                "The repository is out of storage space right now. Please try again later."
-            )
-        raise self._error(f"The repository refused to {action} (HTTP {response.status}).")
+        return error
 
 
-def _offset(response: Response) -> int:
-    try:
-        return int(response.headers["upload-offset"])
-    except (KeyError, ValueError):
-        raise UploadError("The repository's answer had no valid Upload-Offset.") from None
+def refused(response: Response, action: str) -> UploadError:
+    """The server said no, for good: in words the patient can act on."""
+    if response.status == 413:
+        return UploadError("The repository cannot accept a contribution this large.")
+    if response.status == 507:
+        return UploadError("The repository is out of storage space right now. Please try again later.")
+    return UploadError(f"The repository refused to {action} (HTTP {response.status}).")
 
 
-def _delay(base: float, response: Response | None) -> float:
-    """Backoff with jitter, so that many patients cut off at once do not return at once."""
-    if response is not None and "retry-after" in response.headers:
-        try:
-            return max(0.0, float(response.headers["retry-after"]))
-        except ValueError:
-            pass
-    return base * (0.5 + random.random())
-
-
-def _resolve(endpoint: str, location: str) -> str:
-    """The upload URL from a Location header, which may be absolute or relative (RFC 9110)."""
-    return urljoin(endpoint, location)
+def _offset(response: Response, default: int | None = None) -> int:
+    value = response.headers.get("upload-offset")
+    if value is None and default is not None:
+        return default
+    if value is None or not value.isdigit():
+        raise UploadError("The repository's answer had no valid Upload-Offset.")
+    return int(value)

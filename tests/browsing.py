@@ -38,3 +38,11 @@ def agree(page: Page) -> None:
         box.check()
     page.click("#agree-continue")
     page.wait_for_selector("#step-choose:not([hidden])")
+
+
+def to_review(page: Page, discs: int = 1) -> None:
+    """Once the chosen disc is listed (the scan done), go on to the review."""
+    page.wait_for_selector(f"#discs li:nth-child({discs}), #error:not([hidden])", timeout=60_000)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    page.click("#choose-continue")
+    page.wait_for_selector("#step-review:not([hidden])")

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page
 
 from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, ChunkHeader
 from pcir_upload.unpack import OPENERS, unpack_all
-from browsing import DIST, Recorder, agree
+from browsing import DIST, Recorder, agree, to_review
 from support import files_of, receiver
 
 PATIENT_NAME = b"Doe^Archibald"  # in the headers of pydicom's test disc
@@ -47,7 +47,7 @@ def open_page(browser: Browser, url: str) -> tuple[Page, Recorder]:
 
 
 def finish_upload(page: Page, post_quantum: bool = True) -> str:
-    page.wait_for_selector("#step-review:not([hidden])", timeout=60_000)
+    to_review(page)
     assert "Archibald Doe" in page.inner_text("#summary")
     page.click("#upload")
     page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=120_000)
@@ -66,13 +66,14 @@ def check_arrival(data: Path, keys, tmp_path: Path, code: str, disc: Path, post_
     sealed_with = "ML-KEM-768+X25519 (post-quantum)" if post_quantum else "X25519"
     assert f"sealed with {sealed_with}" in reports[0]
     (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    assert files_of(contribution / "files") == files_of(disc)
+    assert files_of(contribution / "files" / "disc-1") == files_of(disc)
     return json.loads((contribution / "manifest.json").read_text())
 
 
 def check_traffic(recorder: Recorder, url: str) -> None:
     assert recorder.origins() == {url}, "the page loaded something from another origin"
-    uploads = [r for r in recorder.requests if r.method == "PATCH"]
+    uploads = [r for r in recorder.requests
+               if "/files/" in r.url and r.method in ("POST", "PATCH") and r.post_data_buffer]
     assert uploads, "no upload requests were seen"
     for request in recorder.requests:
         assert PATIENT_NAME.decode() not in request.url
@@ -131,7 +132,7 @@ def test_contribution_through_a_directory_handle(browser, site, keys, dicomdirte
     code = finish_upload(page)
     manifest = check_arrival(data, keys, tmp_path, code, dicomdirtests)
     # The same listing as through the input: every path, relative to the chosen folder.
-    assert sorted(r["path"] for r in manifest["files"]) == sorted(files_of(dicomdirtests))
+    assert sorted(r["path"] for r in manifest["files"]) == sorted(f"disc-1/{p}" for p in files_of(dicomdirtests))
     check_traffic(recorder, url)
     page.context.close()
 
@@ -211,7 +212,7 @@ def test_a_file_gone_from_the_disc_is_recorded_and_the_rest_arrives(browser, sit
     url, data = site
     page, _ = open_page(browser, url)
     page.set_input_files("#folder-input", disc)
-    page.wait_for_selector("#step-review:not([hidden])", timeout=60_000)
+    to_review(page)
     # Between choosing and sending, one file disappears (a disc taken out, a scratch).
     lost = "77654033/CR1/6154"
     (disc / lost).unlink()
@@ -226,9 +227,9 @@ def test_a_file_gone_from_the_disc_is_recorded_and_the_rest_arrives(browser, sit
     (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
     manifest = json.loads((contribution / "manifest.json").read_text())
     (record,) = [r for r in manifest["files"] if "error" in r]
-    assert record["path"] == lost and record["size"] == 0 and record["expected_size"] > 0
+    assert record["path"] == f"disc-1/{lost}" and record["size"] == 0 and record["expected_size"] > 0
     assert record["error"] == "This file is no longer there. Was the disc taken out?"
-    arrived = files_of(contribution / "files")
+    arrived = files_of(contribution / "files" / "disc-1")
     assert arrived.pop(lost) == b""
     assert arrived == files_of(disc)
     page.context.close()

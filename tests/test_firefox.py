@@ -45,4 +45,4 @@ def test_a_contribution_in_firefox(tmp_path: Path, keys) -> None:
     assert unpack_all(data, keys.private, out, reports.append), reports
     assert result["receipt"] in reports[0] and "sealed with X25519" in reports[0]
     (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    assert files_of(contribution / "files") == files_of(disc)
+    assert files_of(contribution / "files" / "disc-1") == files_of(disc)

@@ -23,7 +23,7 @@ from pcir_upload.marker import STORAGE_KEY
 from pcir_upload.server.app import CONTENT_SECURITY_POLICY
 from pcir_upload.unpack import unpack_all
 from support import receiver
-from browsing import CHROMIUM, CHROMIUM_ARGS, DIST, Recorder, agree
+from browsing import CHROMIUM, CHROMIUM_ARGS, DIST, Recorder, agree, to_review
 
 NAME = "Quixotic^Zebulon"
 TERMS_VERSION = "2026-11-25"
@@ -76,7 +76,7 @@ def welcome(context: BrowserContext, url: str) -> Page:
 
 def contribute(page: Page, disc: Path) -> str:
     page.set_input_files("#folder-input", disc)
-    page.wait_for_selector("#step-review:not([hidden])", timeout=60_000)
+    to_review(page)
     page.click("#upload")
     page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=120_000)
     assert page.is_hidden("#error"), page.inner_text("#error")
@@ -238,7 +238,7 @@ def test_no_trace_is_left(profile, served, keys, named_disc, tmp_path) -> None:
     agree(page)
     contribute(page, named_disc)
     (manifest,) = manifests(data, keys, tmp_path / "out")
-    assert manifest["summary"]["patients"][0]["name"] == NAME  # the name did travel, sealed
+    assert manifest["discs"][0]["summary"]["patients"][0]["name"] == NAME  # the name did travel, sealed
 
     # In the worker: no disc in hand, no large buffers left.
     report = json.loads(page.evaluate(

@@ -13,6 +13,8 @@ const terms = $('terms').dataset;
 const confirmations = () => Array.from(document.querySelectorAll('input[name=confirm]'));
 let session = { returning: false };
 let uploading = false;
+let discs = [];  // the summaries of the discs chosen, in order
+let documents = [];  // [{name, size, kind}]
 
 fill();
 $('terms-title').textContent = t('terms.title', { version: terms.version });
@@ -154,7 +156,8 @@ document.addEventListener('drop', async (event) => {
   event.preventDefault();
   dropZone.classList.remove('active');
   const roots = dropRoots(event.dataTransfer);
-  if (roots.length) await scanDisc(() => listDrop(roots));
+  if (roots.some((root) => root.isDirectory)) await scanDisc(() => listDrop(roots));
+  else if (roots.length) await addDocuments(await listDrop(roots));  // loose files: documents
 });
 
 async function scanDisc(list) {
@@ -172,11 +175,55 @@ async function scanDisc(list) {
   } catch (error) {
     answer = { error: t('error.folder'), detail: String(error) };
   }
-  $('choose-status').textContent = '';
-  if (answer.error) { showError(answer.error, answer.detail); return; }
-  renderSummary(answer.summary);
-  show('step-review');
+  $('folder-input').value = '';
+  if (answer.error) { $('choose-status').textContent = ''; showError(answer.error, answer.detail); return; }
+  discs.push(answer.summary);
+  renderChosen();
+  $('choose-status').textContent = t('choose.added-status', { number: discs.length });
 }
+
+async function addDocuments(entries) {
+  clearError();
+  if (!entries.length) return;
+  const answer = await call('add_documents', entries);
+  $('documents-input').value = '';
+  if (answer.error) { showError(answer.error, answer.detail); return; }
+  documents = answer.documents;
+  renderChosen();
+}
+
+$('documents-input').addEventListener('change', async (event) => {
+  await addDocuments(Array.from(event.target.files, (file) => ({ path: file.name, file })));
+});
+
+function removable(text, label, remove) {
+  const item = element('li', text);
+  const button = element('button', t('choose.remove'), 'secondary small');
+  button.type = 'button';
+  button.setAttribute('aria-label', label);
+  button.addEventListener('click', async () => { await remove(); renderChosen(); $('choose-heading').focus(); });
+  item.append(' ', button);
+  return item;
+}
+
+function documentKind(kind) { return t(`documents.kind.${kind || 'other'}`); }
+
+function renderChosen() {
+  $('discs').replaceChildren(...discs.map((summary, i) => removable(
+    t('choose.added', { number: i + 1, files: summary.files, size: megabytes(summary.bytes) }),
+    t('choose.remove-disc', { number: i + 1 }),
+    async () => { await call('remove_disc', i); discs.splice(i, 1); })));
+  $('documents').replaceChildren(...documents.map((doc, i) => removable(
+    t('documents.item', { name: doc.name, kind: documentKind(doc.kind), size: megabytes(doc.size) }),
+    t('documents.remove', { name: doc.name }),
+    async () => { await call('remove_document', i); documents.splice(i, 1); })));
+  $('choose-continue').disabled = !discs.length && !documents.length;
+}
+
+$('choose-continue').addEventListener('click', () => {
+  renderSummary();
+  show('step-review');
+});
 
 // Step 4: what was found.
 const element = (tag, text, className) => {
@@ -206,14 +253,30 @@ function dicomDate(value) {
   return new Date(Date.UTC(+m[1], +m[2] - 1, +m[3])).toLocaleDateString(undefined, { timeZone: 'UTC', dateStyle: 'long' });
 }
 
-function renderSummary(summary) {
+function renderSummary() {
   const root = $('summary');
   root.replaceChildren();
-  root.append(element('p', t('review.totals', { files: summary.files, size: megabytes(summary.bytes) })));
-  if (!summary.patients.length) root.append(element('p', t('review.no-index')));
+  discs.forEach((summary, i) => root.append(renderDisc(summary, i)));
+  if (documents.length) {
+    const block = element('div', undefined, 'disc');
+    block.append(element('h3', t('review.documents', { count: documents.length })));
+    const list = element('ul');
+    for (const doc of documents) {
+      list.append(element('li', t('documents.item', { name: doc.name, kind: documentKind(doc.kind), size: megabytes(doc.size) })));
+    }
+    block.append(list);
+    root.append(block);
+  }
+}
+
+function renderDisc(summary, index) {
+  const block = element('div', undefined, 'disc');
+  block.append(element('h3', t('review.disc', { number: index + 1 })));
+  block.append(element('p', t('review.totals', { files: summary.files, size: megabytes(summary.bytes) })));
+  if (summary.kind === 'not-dicom') block.append(element('p', t('review.not-dicom')));
+  else if (!summary.patients.length) block.append(element('p', t('review.no-index')));
   for (const patient of summary.patients) {
-    const block = element('div', undefined, 'patient');
-    block.append(element('h3', t('review.patient', { name: personName(patient.name) })));
+    block.append(element('h4', t('review.patient', { name: personName(patient.name) })));
     block.append(element('p', t('review.confirm-name'), 'muted'));
     const table = element('table');
     const columns = ['review.date', 'review.study', 'review.kind', 'review.series', 'review.images'];
@@ -237,17 +300,27 @@ function renderSummary(summary) {
     const scroller = element('div', undefined, 'table-scroll');
     scroller.append(table);
     block.append(scroller);
-    root.append(block);
   }
-  if (summary.unreferenced) root.append(element('p', t('review.others', { count: summary.unreferenced }), 'muted'));
-  for (const problem of summary.problems) root.append(element('p', problem, 'muted'));
-  if (summary.missing.length) root.append(element('p', t('review.missing', { count: summary.missing.length }), 'muted'));
+  for (const note of summary.notes || []) block.append(element('p', note, 'muted'));
+  if (summary.viewer && summary.viewer.files) {
+    block.append(element('p', t('review.viewer', { files: summary.viewer.files, size: megabytes(summary.viewer.bytes) })));
+    const label = element('label');
+    const box = Object.assign(element('input'), { type: 'checkbox', className: 'include-viewer' });
+    box.dataset.disc = String(index);
+    label.append(box, ' ', t('review.viewer-include'));
+    const line = element('p');
+    line.append(label);
+    block.append(line);
+  }
+  if (summary.unreadable && summary.unreadable.length) {
+    block.append(element('p', t('review.unreadable', { count: summary.unreadable.length }), 'problem'));
+  }
+  for (const problem of summary.problems) block.append(element('p', problem, 'muted'));
+  if (summary.missing.length) block.append(element('p', t('review.missing', { count: summary.missing.length }), 'muted'));
+  return block;
 }
 
-$('choose-again').addEventListener('click', () => {
-  $('folder-input').value = '';
-  show('step-choose');
-});
+$('choose-again').addEventListener('click', () => show('step-choose'));
 
 // Step 5: sending.
 let lastSpoken = 0;
@@ -281,7 +354,8 @@ async function upload() {
   uploading = true;
   let answer;
   try {
-    answer = await call('contribute_disc', JSON.stringify({ reason: $('reason').value }));
+    const includeViewer = discs.map((_, i) => Boolean(document.querySelector(`.include-viewer[data-disc="${i}"]`)?.checked));
+    answer = await call('contribute_disc', JSON.stringify({ reason: $('reason').value, include_viewer: includeViewer }));
   } catch (error) {
     answer = { error: t('error.send'), detail: String(error) };
   } finally {
@@ -296,6 +370,10 @@ async function upload() {
   $('done-protection').textContent = t(receipt.post_quantum ? 'done.post-quantum' : 'done.classical');
   document.body.dataset.postQuantum = String(receipt.post_quantum);
   document.body.dataset.receipt = receipt.code;
+  discs = [];
+  documents = [];
+  renderChosen();
+  $('choose-status').textContent = '';
   show('step-done');
 }
 
@@ -303,7 +381,6 @@ $('upload').addEventListener('click', upload);
 
 // Step 6: done.
 $('another').addEventListener('click', () => {
-  $('folder-input').value = '';
   $('forgotten').textContent = '';
   show('step-choose');
 });

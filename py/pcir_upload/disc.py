@@ -22,11 +22,14 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 
 @dataclass(frozen=True)
 class DiscFile:
-    """One file on the disc: its package path, its size, and its own name if that had to change."""
+    """One file on the disc: its package path, its size, its own name if that had to change,
+    and what the scan found it to be (see discovery's roles; "document" for the patient's
+    scanned papers), which the manifest records."""
 
     path: str
     size: int
     original: str | None = None
+    role: str | None = None
 
 
 def path_problem(path: str) -> str | None:

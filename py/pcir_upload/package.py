@@ -84,6 +84,8 @@ class Packager:
             "size": stored,
             "sha256": digest.hexdigest(),
         }
+        if disc_file.role is not None:
+            record["role"] = disc_file.role
         if disc_file.original is not None:
             record["original_path"] = disc_file.original
         if error is not None:

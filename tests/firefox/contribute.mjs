@@ -21,6 +21,8 @@ try {
   await page.waitForSelector('#step-choose:not([hidden])');
   // WebDriver BiDi's input.setFiles takes files, not a folder: the disc here is flat.
   await (await page.$('#folder-input')).uploadFile(...files);
+  await page.waitForSelector('#discs li, #error:not([hidden])', { timeout: 60000 });
+  await page.click('#choose-continue');
   await page.waitForSelector('#step-review:not([hidden]), #error:not([hidden])', { timeout: 60000 });
   result.summary = await page.$eval('#summary', (node) => node.innerText);
   await page.click('#upload');

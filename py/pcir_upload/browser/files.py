@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import js
 from pyodide.ffi import JsException
 
 from ..disc import DiscReadError
@@ -40,14 +40,7 @@ class BrowserDisc:
     async def read_heads(self, paths: Sequence[str], length: int) -> list[bytes | DiscReadError]:
         """The first bytes of many files with one wait: every read is started, then all are
         awaited together, since each separate wait from Python costs milliseconds."""
-        reads = js.Array.new()
-        for path in paths:
-            reads.push(self._files[path].slice(0, length).arrayBuffer())
-        settled = await js.Promise.allSettled(reads)
-        heads: list[bytes | DiscReadError] = []
-        for outcome in settled:
-            if outcome.status == "fulfilled":
-                heads.append(outcome.value.to_bytes())
-            else:
-                heads.append(_plain(outcome.reason))
-        return heads
+        # Pyodide hands back each read's promise as a Python future; gather awaits them all.
+        reads = [self._files[path].slice(0, length).arrayBuffer() for path in paths]
+        outcomes = await asyncio.gather(*reads, return_exceptions=True)
+        return [_plain(o) if isinstance(o, BaseException) else o.to_bytes() for o in outcomes]

@@ -20,7 +20,8 @@ from pyscript import window
 
 from ..contribution import Progress, contribute
 from ..disc import DiscFile, make_listing
-from ..discovery import scan_disc
+from ..contents import ScannedDisc, assemble
+from ..discovery import classify_document, scan_disc
 from ..envelope import SUITE_HYBRID, SUITE_X25519, Recipient
 from ..leftovers import large_buffers
 from ..marker import SessionMarker, agreed_again, contributed, parse_marker, still_agreed
@@ -32,12 +33,17 @@ from .webcrypto import WebCrypto
 
 
 class _Disc:
-    """The disc in hand: its listing, its File objects and what the scan found."""
+    """A disc in hand: its listing, its File objects (by the disc's own paths), the scan."""
 
     def __init__(self, listing: list[DiscFile], files: dict[str, Any], summary: dict[str, Any]):
         self.listing = listing
         self.files = files
         self.summary = summary
+
+
+class _Document:
+    def __init__(self, name: str, size: int, file: Any, kind: str | None):
+        self.name, self.size, self.file, self.kind = name, size, file, kind
 
 
 class _Session:
@@ -54,7 +60,8 @@ class _Session:
             storage.save(self.marker.dumps())
 
 
-_disc: _Disc | None = None
+_discs: list[_Disc] = []
+_documents: list[_Document] = []
 _session = _Session(None, keep=True)
 
 
@@ -103,20 +110,48 @@ def forget() -> str:
     return json.dumps({})
 
 
+def _listed(entries: Any) -> tuple[list[DiscFile], dict[str, Any]]:
+    """The page's [{path, file}] as a listing and the File objects by package path."""
+    chosen = [entries[i] for i in range(entries.length)]
+    indexed = make_listing([(str(e.path), int(e.file.size)) for e in chosen])
+    return [f for _, f in indexed], {f.path: chosen[i].file for i, f in indexed}
+
+
 async def scan(entries: Any) -> str:
-    """Take the page's listing of the chosen folder; answer with the summary as JSON."""
-    global _disc
-    _disc = None
+    """Add a disc: take the page's listing of the chosen folder; answer with its summary."""
     try:
-        chosen = [entries[i] for i in range(entries.length)]
-        indexed = make_listing([(str(e.path), int(e.file.size)) for e in chosen])
-        listing = [disc_file for _, disc_file in indexed]
-        files = {disc_file.path: chosen[i].file for i, disc_file in indexed}
+        listing, files = _listed(entries)
         summary = (await scan_disc(listing, BrowserDisc(files))).to_json()
     except Exception:
         return _failure("The folder could not be read. Please try choosing it again.")
-    _disc = _Disc(listing, files, summary)
-    return json.dumps({"summary": summary})
+    _discs.append(_Disc(listing, files, summary))
+    shown = {k: v for k, v in summary.items() if k != "roles"}  # the page needs no per-file list
+    viewer = [f for f in listing if summary["roles"].get(f.path) == "viewer"]
+    shown["viewer"] = {"files": len(viewer), "bytes": sum(f.size for f in viewer)}
+    return json.dumps({"disc": len(_discs) - 1, "summary": shown})
+
+
+def remove_disc(index: int) -> str:
+    del _discs[int(index)]
+    return json.dumps({"discs": len(_discs)})
+
+
+async def add_documents(entries: Any) -> str:
+    """Add scanned documents (PDF, JPEG, PNG; anything else is carried too, as it is)."""
+    try:
+        listing, files = _listed(entries)
+        heads = await BrowserDisc(files).read_heads([f.path for f in listing], 16)
+    except Exception:
+        return _failure("The documents could not be read. Please try adding them again.")
+    for f, head in zip(listing, heads):
+        kind = classify_document(f.path, head) if isinstance(head, bytes) else None
+        _documents.append(_Document(f.path, f.size, files[f.path], kind))
+    return json.dumps({"documents": [{"name": d.name, "size": d.size, "kind": d.kind} for d in _documents]})
+
+
+def remove_document(index: int) -> str:
+    del _documents[int(index)]
+    return json.dumps({"documents": len(_documents)})
 
 
 async def _recipient(config: dict[str, Any], crypto: WebCrypto) -> Recipient:
@@ -134,15 +169,22 @@ def _report(progress: Progress) -> None:
 
 
 async def contribute_disc(options: str) -> str:
-    """Package, seal and upload the scanned disc; answer with the receipt as JSON."""
-    global _disc
-    disc = _disc
-    if disc is None:
+    """Package, seal and upload the discs and documents in hand; answer with the receipt."""
+    if not _discs and not _documents:
         return json.dumps({"error": "Please choose the disc first."})
     if _session.terms is None or _session.marker is None:
         return json.dumps({"error": "Please agree to the terms first."})
     try:
         chosen = json.loads(options)
+        documents = make_listing([(d.name, d.size) for d in _documents])
+        contents = assemble(
+            [ScannedDisc(d.listing, d.summary) for d in _discs],
+            [f for _, f in documents],
+            [bool(v) for v in chosen.get("include_viewer", [])],
+        )
+        by_name = {f.path: _documents[i].file for i, f in documents}
+        files = {path: (_discs[disc].files[own] if disc is not None else by_name[own])
+                 for path, (disc, own) in contents.sources.items()}
         origin = str(js.location.origin)
         response = await js.fetch(origin + "/api/config", js.Object.fromEntries([["cache", "no-store"]]))
         if not response.ok:
@@ -152,14 +194,14 @@ async def contribute_disc(options: str) -> str:
         manifest: dict[str, Any] = {
             "contributor_id": _session.marker.contributor_id,
             "terms": _session.terms,
-            "summary": disc.summary,
+            **contents.manifest,
         }
         reason = str(chosen.get("reason") or "").strip()
         if reason:
             manifest["reason"] = reason[:2000]
         receipt = await contribute(
-            listing=disc.listing,
-            reader=BrowserDisc(disc.files),
+            listing=contents.listing,
+            reader=BrowserDisc(files),
             manifest=manifest,
             recipient=await _recipient(config, crypto),
             primitives=crypto,
@@ -171,9 +213,11 @@ async def contribute_disc(options: str) -> str:
         return _failure(str(exc))
     except Exception:
         return _failure("Something went wrong while sending. Nothing was lost; please try again.")
-    # Done: drop every reference to the disc's files, so nothing of it lingers in the worker.
-    # After a failure the disc stays in hand, so that "try again" needs no new choice.
-    _disc = None
+    # Done: drop every reference to the files, so nothing of them lingers in the worker.
+    # After a failure they stay in hand, so that "try again" needs no new choice.
+    del files, by_name
+    _discs.clear()
+    _documents.clear()
     _session.marker = contributed(_session.marker, _now())
     _session.store()
     return json.dumps({"receipt": receipt.to_json()})
@@ -181,4 +225,4 @@ async def contribute_disc(options: str) -> str:
 
 def memory_report() -> str:
     """What the worker still holds of a disc: for the tests that check nothing lingers."""
-    return json.dumps({"disc_in_hand": _disc is not None, "large_buffers": large_buffers()})
+    return json.dumps({"disc_in_hand": bool(_discs or _documents), "large_buffers": large_buffers()})

@@ -6,6 +6,7 @@ manifest telling the truth about the rest."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,4 +136,58 @@ def test_a_dropped_folder_without_dicomdir_is_read_in_batches(browser, site, key
     # The stand-in folder is flat: every file by its name, byte for byte.
     assert files_of(files / "disc-1") == {p.name: p.read_bytes() for p in disc.rglob("*") if p.is_file()}
     assert manifest["discs"][0]["summary"]["kind"] == "dicom-without-index"
+    page.close()
+
+
+def lowercase_mount(root: Path) -> None:
+    general_purpose_cd(root / "src")
+    for path in sorted((root / "src").rglob("*"), key=lambda p: -len(p.parts)):
+        path.rename(path.with_name(path.name.lower()))
+    for path in (root / "src").iterdir():
+        path.rename(root / path.name)
+    (root / "src").rmdir()
+
+
+def truncated_index(root: Path) -> None:
+    general_purpose_cd(root)
+    index = root / "DICOMDIR"
+    index.write_bytes(index.read_bytes()[:300])
+
+
+def not_dicom(root: Path) -> None:
+    picture_source = general_purpose_cd(root / "tmp")
+    picture(next(picture_source.rglob("IM000001")), root / "photo.jpg", "jpeg")
+    (root / "movie.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST" + bytes(500))
+    (root / "Report 2024 (final) – Ärztin.pdf").write_bytes(one_page_pdf())
+    shutil.rmtree(root / "tmp")
+
+
+def odd_names(root: Path) -> None:
+    deep = root / "a b" / "ünïcödé" / ("x" * 60) / ("y" * 60) / "z"
+    deep.mkdir(parents=True)
+    (deep / "empty file").write_bytes(b"")
+    (deep / "名前.txt").write_text("note")
+    general_purpose_cd(root / "CD")
+
+
+@pytest.mark.parametrize("build,kind", [
+    (lowercase_mount, "dicom"),
+    (truncated_index, "dicom-without-index"),
+    (not_dicom, "not-dicom"),
+    (odd_names, "dicom"),
+], ids=["lowercase-mount", "truncated-dicomdir", "not-dicom", "odd-names-deep-paths-empty-files"])
+def test_every_kind_of_disc_arrives(browser, site, keys, tmp_path, build, kind) -> None:
+    url, data = site
+    disc = tmp_path / "disc"
+    disc.mkdir()
+    build(disc)
+    page = start(browser, url)
+    page.set_input_files("#folder-input", disc)
+    to_review(page)
+    send(page)
+    files, manifest = unpacked(data, keys, tmp_path / "out")
+    assert files_of(files / "disc-1") == files_of(disc)
+    assert manifest["discs"][0]["summary"]["kind"] == kind
+    if kind == "not-dicom":
+        assert "will be sent as it is" in " ".join(manifest["discs"][0]["summary"]["notes"])
     page.close()

@@ -45,6 +45,7 @@ PARALLEL = 2  # one request at a time leaves a fast uplink idle between chunks
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _SPEED_WINDOW = 10.0  # seconds of history behind the speed figure
 _PROBES = 4  # HEADs at a time when checking what an interrupted upload left on the server
+_CANCEL_GRACE = 2.0  # seconds a request in flight may still answer after the patient cancelled
 
 CANCELLED = "The upload was cancelled. Nothing of it is kept on the repository."
 
@@ -128,6 +129,7 @@ class _Plan:
     target: Target
     old: Resumption | None = None
     known: set[str] = field(default_factory=set)  # every upload URL that may be ours
+    parts: list[Partial] = field(default_factory=list)  # this session's, sent or being sent
     joined: str | None = None  # the final upload, once made
 
 
@@ -202,6 +204,7 @@ class Contribution:
         self._finishing = False
         self._waits = 0
         self._next_try: float | None = None
+        self._moved = asyncio.Event()  # the contiguous prefix of confirmed chunks grew
         self.state = "new"
         self.notices: list[str] = []
         self._reset_counts()
@@ -258,7 +261,9 @@ class Contribution:
         self._cancelling = True
         if self._work is None or self._work.done():
             return
-        self._work.cancel()
+        await self._link.settle(_CANCEL_GRACE)
+        if not self._work.done():
+            self._work.cancel()
         await self._finished.wait()
 
     # --- the way through
@@ -316,13 +321,11 @@ class Contribution:
         elif record.endpoint != self._endpoint:
             why = UNUSABLE
         elif record.complete:
-            self._notice(CONTINUING)
             return plan  # only the joining was missing: _send_partials asks for it first
         elif not await self._all_there(plan):
             why = PARTS_GONE
         else:
-            self._notice(CONTINUING)
-            return plan
+            return plan  # "continuing" is said once the disc has proven to be the same
         self._notice(why)
         await self._abandon(plan)
         return None
@@ -365,6 +368,7 @@ class Contribution:
         if joined_before:
             assert old is not None
             plan.joined = await self._join(plan, old.record.ordered_urls())
+            self._notice(CONTINUING)
         slots = asyncio.Semaphore(self._parallel)
         urls: dict[int, str] = {}
         verified = False
@@ -400,12 +404,15 @@ class Contribution:
                         continue
                     if old is not None and not verified:
                         verified = True  # everything before this chunk is proven the same
+                        self._notice(CONTINUING)
                         self._speedometer.restart(self._disc_done)
                     sealer.index = chunk.index
                     sealed = await sealer.seal(plaintext, chunk.final)
+                    await self._window(chunk.index)
                     await slots.acquire()
                     part = Partial(chunk.index, sealed)
-                    group.create_task(self._watch(plan, part, store(part, chunk, disc_done)))
+                    plan.parts.append(part)
+                    group.create_task(store(part, chunk, disc_done))
                 if old is not None:
                     old.finish(final_index)
         except BaseExceptionGroup as failure:
@@ -429,18 +436,25 @@ class Contribution:
         reused = final_index + 1 if joined_before else old.reused if old is not None else 0
         return self._receipt(record, packager, final_index + 1, reused)
 
-    async def _watch(self, plan: _Plan, part: Partial, storing: Awaitable[None]) -> None:
-        """Store a part, remembering its URL as soon as it has one (for cancel)."""
-        try:
-            await storing
-        finally:
-            if part.url is not None:
-                plan.known.add(part.url)
+    async def _window(self, index: int) -> None:
+        """Start chunk `index` only within a few chunks of the first one not confirmed: a chunk
+        that keeps failing must not let the others run far ahead (the record lists chunks
+        confirmed out of order one by one)."""
+        while True:
+            self._moved.clear()
+            if index < self._prefix + 2 * self._parallel:
+                return
+            await self._moved.wait()
 
     async def _join(self, plan: _Plan, urls: list[str]) -> str:
         try:
             return await concatenate(self._link, plan.target, urls)
         except PartsGone:
+            if plan.old is None:
+                # This session's own chunks vanished: starting again could only repeat that.
+                raise UploadError(
+                    "The repository no longer holds part of this upload. Please try again later."
+                ) from None
             raise _StartAgain(PARTS_GONE) from None
 
     async def _chunks(
@@ -448,15 +462,21 @@ class Contribution:
     ) -> AsyncIterator[tuple[Chunk, bytes, tuple[int, int]]]:
         """The package cut into plaintext chunks, each with (files, disc bytes) done at its end.
 
-        Cut only while more than a chunk is pending, so the final chunk is never empty."""
+        Cut only while more than a chunk is pending, so the final chunk is never empty. A
+        piece of the package (up to 4 MiB of one file, compressed) may end several chunks:
+        each is credited with its share of the piece's disc bytes, not all of them, so that
+        progress does not run ahead of the chunks confirmed."""
         size = self._chunk_size
         pending = bytearray()
         produced = 0  # package bytes before pending[0]
         manifest_at: int | None = None  # where the manifest entry starts in the package
         index = 0
+        disc_before = 0  # disc bytes read before the current piece
         async for piece in packager.stream():
+            start = produced + len(pending)  # the piece's place in the package
             if manifest_at is None and packager.files_done == self._files_total:
-                manifest_at = produced + len(pending)  # the first piece after the last file
+                manifest_at = start  # the first piece after the last file
+            disc_after = packager.bytes_read
             pending += piece
             while len(pending) > size:
                 plaintext = bytes(pending[:size])
@@ -464,8 +484,10 @@ class Contribution:
                 produced += size
                 holds_manifest = manifest_at is not None and manifest_at < produced
                 chunk = tracker.produced(index, plaintext, False, holds_manifest)
-                yield chunk, plaintext, (packager.files_done, packager.bytes_read)
+                share = (disc_after - disc_before) * (produced - start) // len(piece)
+                yield chunk, plaintext, (packager.files_done, disc_before + share)
                 index += 1
+            disc_before = disc_after
         chunk = tracker.produced(index, bytes(pending), True, True)
         yield chunk, bytes(pending), (self._files_total, self._disc_total)
 
@@ -539,6 +561,7 @@ class Contribution:
             size, self._files_done, self._disc_done = self._marks.pop(self._prefix)
             self._bytes_sent += size
             self._prefix += 1
+            self._moved.set()
         if sent:
             self._speed = self._speedometer.update(self._disc_done)
         else:
@@ -586,7 +609,7 @@ class Contribution:
             self._save_record(record)
 
     async def _terminate(self, plan: _Plan) -> None:
-        urls = sorted(plan.known)
+        urls = sorted(plan.known | {p.url for p in plan.parts if p.url is not None})
         slots = asyncio.Semaphore(_PROBES)
 
         async def delete(url: str) -> None:
@@ -595,6 +618,7 @@ class Contribution:
 
         await asyncio.gather(*(delete(url) for url in urls))
         plan.known.clear()
+        plan.parts.clear()
 
     async def _terminate_all(self) -> None:
         if self._plan is not None and self._plan.joined is None:

@@ -160,6 +160,18 @@ class Link:
             self._interrupted.add(request)
             request.cancel()
 
+    async def settle(self, grace: float) -> None:
+        """Send nothing new, and give the requests in flight up to `grace` seconds to answer.
+
+        Before a cancel: a chunk whose creation has already reached the server then learns
+        its Location, so it can be deleted rather than left to expire unknown."""
+        self._open.clear()
+        pending = [r for r in self._inflight if not r.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        for _ in range(3):
+            await asyncio.sleep(0)  # let their callers take the answers in
+
     def resume(self) -> None:
         self._failing_since = None  # a pause is not a failure: patience starts afresh
         self._open.set()

@@ -12,6 +12,8 @@ import contextlib
 import logging
 import mimetypes
 import os
+import re
+import stat
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -109,8 +111,55 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# build.py puts every file whose content can change under a directory named by a hash of its
+# content (`/assets/<hash>/app.js`, `/pyodide/314.0.7-<hash>/pyodide.asm.wasm`,
+# `/wheels/<hash>/...`): such a URL always means the same bytes, so browsers may keep it for a
+# year without asking again. Everything else (index.html, keeps.html, stable aliases) is
+# revalidated on every load.
+IMMUTABLE_PATH = re.compile(r"^/[^/]+/(?:[^/]*-)?[0-9a-f]{16}/")
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+CACHE_REVALIDATE = "no-cache"
+
+# Precompressed variants build.py writes beside a file (`app.js.br`), best first.
+PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
+
+
+def cache_control(path: str) -> str:
+    """The Cache-Control for a static file at URL path `path`."""
+    return CACHE_IMMUTABLE if IMMUTABLE_PATH.match(path) else CACHE_REVALIDATE
+
+
+def accepted_encodings(header: str | None) -> set[str]:
+    """The content codings an Accept-Encoding header allows (RFC 9110, 12.5.3), lower case;
+    `*` stands for any coding not named. A coding with q=0 is refused."""
+    accepted: set[str] = set()
+    refused: set[str] = set()
+    for item in (header or "").split(","):
+        coding, _, params = item.strip().partition(";")
+        coding = coding.strip().lower()
+        if not coding:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        (accepted if q > 0 else refused).add(coding)
+    if "*" in accepted:
+        accepted |= {coding for coding, _ in PRECOMPRESSED if coding not in refused}
+    return accepted
+
+
 class SiteFiles(StaticFiles):
-    """The static page, with our media types, revalidated on every load while it changes often."""
+    """The static page: our media types, long caching for content-hashed paths, and the
+    precompressed variant of a file when the request accepts its coding.
+
+    A Range request always gets the file itself (ranges of a compressed body are of no use to
+    a client that asked for the file's bytes). A variant older than its file is ignored.
+    """
 
     def file_response(
         self,
@@ -119,11 +168,41 @@ class SiteFiles(StaticFiles):
         scope: Scope,
         status_code: int = 200,
     ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = "no-cache"
+        request_headers = Headers(scope=scope)
+        variants = self._variants(full_path, stat_result)
+        chosen = None
+        if variants and "range" not in request_headers:
+            accepted = accepted_encodings(request_headers.get("accept-encoding"))
+            chosen = next(((coding, path, st) for coding, path, st in variants if coding in accepted), None)
+        if chosen is None:
+            response = super().file_response(full_path, stat_result, scope, status_code)
+        else:
+            coding, path, st = chosen
+            response = super().file_response(path, st, scope, status_code)
+            response.headers["Content-Encoding"] = coding
+            if "accept-ranges" in response.headers:
+                del response.headers["accept-ranges"]
+        if variants:
+            response.headers["Vary"] = "Accept-Encoding"
+        response.headers["Cache-Control"] = cache_control(scope["path"])
         if response.status_code != 304:
             response.headers["Content-Type"] = media_type(full_path)
         return response
+
+    @staticmethod
+    def _variants(
+        full_path: str | os.PathLike[str], stat_result: os.stat_result
+    ) -> list[tuple[str, str, os.stat_result]]:
+        found = []
+        for coding, suffix in PRECOMPRESSED:
+            path = os.fspath(full_path) + suffix
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mtime >= stat_result.st_mtime:
+                found.append((coding, path, st))
+        return found
 
 
 CORS_PATHS = (UPLOAD_ENDPOINT, "/api/")

@@ -882,3 +882,26 @@ def test_one_log_line_per_contribution_event(data: Path, site: Path, caplog: pyt
         f"upload {ids[3]} expired: 0 bytes of 9",
     ]
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "pcir_upload.server")
+
+
+def test_a_whole_contribution_is_terminated_by_its_secret(client: httpx.Client) -> None:
+    """Cancel: every unfinished upload of one secret goes, even one whose address the
+    client never learned; other creators' uploads and finished contributions stay."""
+    mine, theirs = "m" * 43, "t" * 43
+    made = []
+    for secret in (mine, mine, theirs):
+        r = client.post("/files/", headers={**TUS, "Upload-Length": "10", "Upload-Concat": "partial",
+                                            "Pcir-Upload-Secret": secret})
+        assert r.status_code == 201
+        made.append(r.headers["Location"])
+    r = client.delete("/files/", headers={**TUS, "Pcir-Upload-Secret": mine})
+    assert r.status_code == 204 and r.headers["Pcir-Uploads-Deleted"] == "2"
+    assert [client.head(u, headers={**TUS, "Pcir-Upload-Secret": mine}).status_code for u in made[:2]] == [404, 404]
+    assert client.head(made[2], headers={**TUS, "Pcir-Upload-Secret": theirs}).status_code == 200
+    assert client.delete("/files/", headers=TUS).status_code == 400
+    # A chunk of the cancelled contribution that finishes arriving afterwards is not kept.
+    late = client.post("/files/", headers={**TUS, "Upload-Length": "3", "Upload-Concat": "partial",
+                                           "Pcir-Upload-Secret": mine, "Content-Type": "application/offset+octet-stream"},
+                       content=b"abc")
+    assert late.status_code == 410
+    assert client.delete("/files/", headers={**TUS, "Pcir-Upload-Secret": mine}).headers["Pcir-Uploads-Deleted"] == "0"

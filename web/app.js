@@ -82,6 +82,7 @@ async function startSession(fresh) {
     fresh,
   }));
   $('welcome-returning').hidden = !session.returning;
+  $('welcome-unfinished').hidden = !session.unfinished;
   $('not-you').hidden = !session.returning;
   $('welcome-fresh').hidden = !fresh;
   if (session.returning) {
@@ -324,6 +325,7 @@ $('choose-again').addEventListener('click', () => show('step-choose'));
 
 // Step 5: sending.
 let lastSpoken = 0;
+let lastState = 'sending';
 window.pcirProgress = (json) => {
   const p = JSON.parse(json);
   const fraction = p.disc_bytes_total ? p.disc_bytes_done / p.disc_bytes_total : (p.done ? 1 : 0);
@@ -332,17 +334,50 @@ window.pcirProgress = (json) => {
     t('upload.progress', { done: megabytes(p.disc_bytes_done), total: megabytes(p.disc_bytes_total) }),
     t('upload.files', { done: p.files_done, total: p.files_total }),
   ];
-  if (p.speed) parts.push(speed(p.speed));
-  if (p.seconds_left != null && !p.done) {
-    parts.push(p.seconds_left < 60 ? t('upload.left-minute') : t('upload.left-minutes', { minutes: Math.round(p.seconds_left / 60) }));
+  if (p.state === 'paused') parts.push(t('upload.paused'));
+  else if (p.state === 'waiting') parts.push(p.next_try == null ? t('upload.offline') : t('upload.retry-in', { seconds: Math.ceil(p.next_try) }));
+  else if (p.state === 'finishing') parts.push(t('upload.finishing'));
+  else {
+    if (p.speed) parts.push(speed(p.speed));
+    if (p.seconds_left != null && !p.done) {
+      parts.push(p.seconds_left < 60 ? t('upload.left-minute') : t('upload.left-minutes', { minutes: Math.round(p.seconds_left / 60) }));
+    }
   }
-  // A screen reader hears the line at most every few seconds, not on every chunk.
+  $('pause').hidden = p.state === 'paused';
+  $('resume').hidden = p.state !== 'paused';
+  // A screen reader hears the line at most every few seconds, not on every chunk; a change
+  // of state (paused, waiting, finishing) is said at once.
   const now = Date.now();
-  if (p.done || now - lastSpoken > 5000) {
+  if (p.done || p.state !== lastState || now - lastSpoken > 5000) {
     $('progress-text').textContent = parts.join(' · ');
     lastSpoken = now;
+    lastState = p.state;
   }
 };
+
+window.pcirNotice = (text) => {
+  $('upload-notice').textContent = text;
+  $('upload-notice').hidden = false;
+};
+
+$('pause').addEventListener('click', async () => {
+  await call('pause');
+  $('pause').hidden = true;
+  $('resume').hidden = false;
+  $('resume').focus();
+});
+$('resume').addEventListener('click', async () => {
+  await call('resume');
+  $('resume').hidden = true;
+  $('pause').hidden = false;
+  $('pause').focus();
+});
+$('cancel').addEventListener('click', () => { $('cancel-confirm').hidden = false; $('cancel-no').focus(); });
+$('cancel-no').addEventListener('click', () => { $('cancel-confirm').hidden = true; $('cancel').focus(); });
+$('cancel-yes').addEventListener('click', async () => {
+  $('cancel-confirm').hidden = true;
+  await call('cancel');
+});
 
 window.addEventListener('beforeunload', (event) => {
   if (uploading) { event.preventDefault(); event.returnValue = t('upload.leave-warning'); }
@@ -350,6 +385,9 @@ window.addEventListener('beforeunload', (event) => {
 
 async function upload() {
   clearError();
+  $('upload-notice').hidden = true;
+  $('pause').hidden = false;
+  $('resume').hidden = true;
   show('step-upload');
   uploading = true;
   let answer;
@@ -360,6 +398,14 @@ async function upload() {
     answer = { error: t('error.send'), detail: String(error) };
   } finally {
     uploading = false;
+  }
+  if (answer.cancelled) {
+    discs = [];
+    documents = [];
+    renderChosen();
+    show('step-choose');
+    $('choose-status').textContent = t('upload.cancelled');
+    return;
   }
   if (answer.error) { showError(answer.error, answer.detail, upload); return; }
   const receipt = answer.receipt;

@@ -9,11 +9,11 @@ WHEELS = []  # written by build.py: the pydicom and pcir_upload wheels under /wh
 await pyodide_js.loadPackage([str(js.location.origin) + "/wheels/" + name for name in WHEELS])
 
 from pcir_upload.browser.worker import (  # noqa: E402
-    add_documents, agree, contribute_disc, forget, memory_report, remove_disc, remove_document,
-    scan, session,
+    add_documents, agree, cancel, contribute_disc, forget, memory_report, pause, remove_disc,
+    remove_document, resume, scan, session,
 )
 
 __export__ = [
     "session", "agree", "scan", "remove_disc", "add_documents", "remove_document",
-    "contribute_disc", "forget", "memory_report",
+    "contribute_disc", "pause", "resume", "cancel", "forget", "memory_report",
 ]

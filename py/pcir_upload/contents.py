@@ -10,7 +10,7 @@ repository knows the package is not the whole disc and why.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .disc import DiscFile

@@ -617,6 +617,9 @@ class Contribution:
                 await terminate(self._link, plan.target, url)
 
         await asyncio.gather(*(delete(url) for url in urls))
+        # A chunk whose creation answer was lost is on the server under an address this
+        # client never learned: the whole contribution's uploads go by their secret.
+        await terminate(self._link, plan.target, self._endpoint)
         plan.known.clear()
         plan.parts.clear()
 

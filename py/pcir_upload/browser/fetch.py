@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import js
@@ -10,10 +11,10 @@ from pyodide.ffi import JsException, create_once_callable
 from ..tus import Response, TransportError
 from ._js import js_object, uint8array
 
-# fetch reports no upload progress, so a stall is judged against the body's size: a home
-# uplink at 64 KiB/s still gets its chunk through, a dead connection is given up on.
+# fetch reports no upload progress, so a stall is judged against the body's size: two chunks
+# sharing a poor uplink (8 KiB/s each) still get through, a dead connection is given up on.
 _BASE_TIMEOUT_MS = 30_000
-_SLOWEST_BYTES_PER_MS = 64
+_SLOWEST_BYTES_PER_MS = 8
 
 
 class FetchTransport:
@@ -38,6 +39,9 @@ class FetchTransport:
             await response.arrayBuffer()  # drain, so the connection is free for the next one
         except JsException as exc:
             raise TransportError(f"{method} {url}: {exc}") from None
+        except asyncio.CancelledError:
+            controller.abort()  # paused or cancelled: stop the bytes too, not just the wait
+            raise
         finally:
             js.clearTimeout(timer)
         names = {}

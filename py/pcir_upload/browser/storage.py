@@ -11,18 +11,26 @@ from pyscript import window
 
 from ..marker import STORAGE_KEY
 
+# The resumption record of an unfinished contribution (see docs/FORMAT.md, "Resuming"): no
+# names, no keys; gone once the contribution is done or cancelled.
+RESUME_KEY = "pcir-resume"
 
-def load() -> str | None:
+
+def load(key: str = STORAGE_KEY) -> str | None:
     try:
-        value = window.localStorage.getItem(STORAGE_KEY)
+        value = window.localStorage.getItem(key)
     except Exception:
         return None
     return None if value is None else str(value)
 
 
-def save(text: str) -> bool:
+def save(text: str | None, key: str = STORAGE_KEY) -> bool:
+    """Store `text` under `key`; None removes it."""
     try:
-        window.localStorage.setItem(STORAGE_KEY, text)
+        if text is None:
+            window.localStorage.removeItem(key)
+        else:
+            window.localStorage.setItem(key, text)
     except Exception:
         return False
     return True

@@ -9,6 +9,7 @@ to interpret.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import traceback
@@ -16,9 +17,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import js
+from pyodide.ffi import create_once_callable
 from pyscript import window
 
-from ..contribution import Progress, contribute
+from ..contribution import Contribution, ContributionCancelled, Progress
 from ..disc import DiscFile, make_listing
 from ..contents import ScannedDisc, assemble
 from ..discovery import classify_document, scan_disc
@@ -27,6 +29,7 @@ from ..leftovers import large_buffers
 from ..marker import SessionMarker, agreed_again, contributed, parse_marker, still_agreed
 from ..tus import UploadError
 from . import storage
+from ._js import js_object
 from .fetch import FetchTransport
 from .files import BrowserDisc
 from .webcrypto import WebCrypto
@@ -63,6 +66,8 @@ class _Session:
 _discs: list[_Disc] = []
 _documents: list[_Document] = []
 _session = _Session(None, keep=True)
+_contribution: Contribution | None = None  # the one being sent, for pause, resume and cancel
+_ONLINE_PATIENCE = 30  # seconds of "offline" before trying the network anyway
 
 
 def _now() -> datetime:
@@ -85,7 +90,7 @@ def session(options: str) -> str:
     marker = None if fresh else parse_marker(storage.load())
     _session = _Session(marker, keep=not fresh)
     returning = still_agreed(marker, chosen["terms_version"], _now(), int(chosen["reconfirm_days"]))
-    answer: dict[str, Any] = {"returning": returning}
+    answer: dict[str, Any] = {"returning": returning, "unfinished": bool(_resume_record())}
     if returning and marker is not None:
         answer["agreed"] = marker.agreed
         _session.terms = {"version": marker.terms_version, "agreed": marker.agreed,
@@ -107,6 +112,59 @@ def agree(options: str) -> str:
 def forget() -> str:
     """The page is about to erase its storage: store nothing more on this visit."""
     _session.keep = False
+    return json.dumps({})
+
+
+def _resume_record() -> dict[str, Any] | None:
+    """An unfinished contribution's record, if this session keeps things and one is stored."""
+    if not _session.keep:
+        return None
+    try:
+        record = json.loads(storage.load(storage.RESUME_KEY) or "null")
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _save_record(record: dict[str, Any] | None) -> None:
+    if _session.keep:
+        storage.save(None if record is None else json.dumps(record), storage.RESUME_KEY)
+
+
+async def _wait_online() -> None:
+    """Returns once the browser says it is online again (at once if it is), or after a while
+    in any case: a worker is not always told when the network comes back, so ask again."""
+    if js.navigator.onLine:
+        return
+    back = asyncio.get_running_loop().create_future()
+
+    def online(*_: Any) -> None:
+        if not back.done():
+            back.set_result(None)
+
+    js.addEventListener("online", create_once_callable(online), js_object({"once": True}))
+    for _ in range(_ONLINE_PATIENCE):
+        if back.done() or js.navigator.onLine:
+            return
+        await asyncio.wait([back], timeout=1.0)
+
+
+def pause() -> str:
+    if _contribution is not None:
+        _contribution.pause()
+    return json.dumps({})
+
+
+def resume() -> str:
+    if _contribution is not None:
+        _contribution.resume()
+    return json.dumps({})
+
+
+async def cancel() -> str:
+    """Stop sending and ask the repository to delete what it holds of this contribution."""
+    if _contribution is not None:
+        await _contribution.cancel()
     return json.dumps({})
 
 
@@ -170,6 +228,7 @@ def _report(progress: Progress) -> None:
 
 async def contribute_disc(options: str) -> str:
     """Package, seal and upload the discs and documents in hand; answer with the receipt."""
+    global _contribution
     if not _discs and not _documents:
         return json.dumps({"error": "Please choose the disc first."})
     if _session.terms is None or _session.marker is None:
@@ -199,7 +258,7 @@ async def contribute_disc(options: str) -> str:
         reason = str(chosen.get("reason") or "").strip()
         if reason:
             manifest["reason"] = reason[:2000]
-        receipt = await contribute(
+        _contribution = Contribution(
             listing=contents.listing,
             reader=BrowserDisc(files),
             manifest=manifest,
@@ -208,7 +267,15 @@ async def contribute_disc(options: str) -> str:
             transport=FetchTransport(),
             endpoint=origin + config["upload_endpoint"],
             on_progress=_report,
+            save_record=_save_record,
+            resume=_resume_record(),
+            wait_online=_wait_online,
+            on_notice=lambda text: window.pcirNotice(text),
         )
+        receipt = await _contribution.run()
+    except ContributionCancelled as exc:
+        _forget_contents()
+        return json.dumps({"cancelled": str(exc)})
     except UploadError as exc:
         return _failure(str(exc))
     except Exception:
@@ -216,11 +283,17 @@ async def contribute_disc(options: str) -> str:
     # Done: drop every reference to the files, so nothing of them lingers in the worker.
     # After a failure they stay in hand, so that "try again" needs no new choice.
     del files, by_name
-    _discs.clear()
-    _documents.clear()
+    _forget_contents()
     _session.marker = contributed(_session.marker, _now())
     _session.store()
     return json.dumps({"receipt": receipt.to_json()})
+
+
+def _forget_contents() -> None:
+    global _contribution
+    _discs.clear()
+    _documents.clear()
+    _contribution = None
 
 
 def memory_report() -> str:

@@ -53,6 +53,7 @@ _COPY_SIZE = 4 * 1024 * 1024
 UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 
 log = logging.getLogger("pcir_upload.server")
+TERMINATED_MEMORY = 3600.0  # seconds a terminated contribution's late chunks are still refused
 
 
 class UploadError(Exception):
@@ -321,6 +322,10 @@ class UploadStore:
         self.expire_after = expire_after
         self.root.mkdir(parents=True, exist_ok=True)
         self._busy: set[str] = set()
+        # Creators whose whole contribution was terminated, and when: a chunk of theirs that
+        # finishes arriving afterwards is not kept (kept in memory: a restart forgets them,
+        # and such a chunk then simply expires).
+        self._terminated: dict[str, float] = {}
         self._writers: dict[str, _Writer] = {}
         self._consumed: dict[str, str] = {}  # partial id -> the final upload made of it
 
@@ -396,6 +401,9 @@ class UploadStore:
                 upload_id, length, end, created, completed, folder / "data",
                 concat="partial" if partial else None, owner=owner, modified=time.time(),
             )
+            if owner is not None and self._terminated_recently(owner):
+                # The contribution was cancelled while this chunk was still on its way.
+                raise UploadGone(upload_id)
             info = _info(upload, length=length, completed=completed)
             await anyio.to_thread.run_sync(self._publish, folder, info)
         except BaseException:
@@ -643,6 +651,35 @@ class UploadStore:
     def _delete(self, folder: Path) -> None:
         _remove(folder)
         _fsync_dir(self.root)
+
+    def _terminated_recently(self, owner: str) -> bool:
+        when = self._terminated.get(owner)
+        return when is not None and time.monotonic() - when < TERMINATED_MEMORY
+
+    async def delete_owned(self, owner: str, wait: float = 5.0) -> int:
+        """Remove every unfinished upload of one creator: a cancelled contribution's partials,
+        including one whose creation answer never reached the client (it could not name it).
+        A request still writing one is given `wait` seconds to end first."""
+        deadline = time.monotonic() + wait
+        while True:
+            owned = [u for u in self.iter_all() if not u.finished and _same_owner(u.owner, owner)]
+            if not any(u.id in self._busy for u in owned) or time.monotonic() >= deadline:
+                break
+            await anyio.sleep(0.1)
+        self._terminated[owner] = time.monotonic()
+        removed = 0
+        for upload in owned:
+            if upload.id in self._busy:
+                continue  # still being written after all: it expires on its own
+            self._busy.add(upload.id)
+            try:
+                await anyio.to_thread.run_sync(self._delete, upload.data_path.parent)
+                removed += 1
+            finally:
+                self._busy.discard(upload.id)
+        if removed:
+            log.info("%d unfinished uploads of one contribution terminated", removed)
+        return removed
 
     async def recover(self) -> None:
         """Tidy up after a crash, before the first request: half-made folders, the unproven

@@ -143,13 +143,15 @@ class TusEndpoint:
     def __init__(self, store: UploadStore) -> None:
         self.store = store
         self.routes = [
-            Route("/", self.collection, methods=["OPTIONS", "POST"]),
+            Route("/", self.collection, methods=["OPTIONS", "POST", "DELETE"]),
             Route("/{upload_id}", self.upload, methods=["HEAD", "PATCH", "DELETE"]),
         ]
 
     async def collection(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return self.options()
+        if request.method == "DELETE":
+            return await self.guarded(request, self.delete_owned)
         return await self.guarded(request, self.create)
 
     async def upload(self, request: Request) -> Response:
@@ -276,3 +278,12 @@ class TusEndpoint:
     async def delete(self, request: Request) -> Response:
         await self.store.delete(request.path_params["upload_id"], _owner(request))
         return tus_response(204)
+
+    async def delete_owned(self, request: Request) -> Response:
+        """Termination of a whole contribution (our extension of tus): every unfinished upload
+        made with this secret, even ones whose address the client never learned."""
+        owner = _owner(request)
+        if owner is None:
+            return tus_response(400, text=f"{SECRET_HEADER} required")
+        removed = await self.store.delete_owned(owner)
+        return tus_response(204, {"Pcir-Uploads-Deleted": str(removed)})

@@ -1,0 +1,209 @@
+"""It finishes: faults while a contribution is uploading from Chromium. A proxy between the
+page and the receiver cuts connections, answers 503 and 429, throttles the link to a home
+uplink; the receiver is killed and restarted; the network goes offline; the patient pauses,
+cancels, or closes the page and comes back. Each ends with nothing lost or sent twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from browsing import DIST, agree, to_review
+from faultproxy import FaultProxy
+from pcir_upload.ledger import entries
+from pcir_upload.unpack import unpack_all
+from receiverproc import ReceiverProcess
+from support import files_of, receiver
+
+CHUNK = 4 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def disc(tmp_path_factory) -> Path:
+    """Six files of 3 MiB that do not compress: a package of five chunks or so."""
+    root = tmp_path_factory.mktemp("big") / "disc"
+    for i in range(6):
+        (root / f"SERIES{i // 3}").mkdir(parents=True, exist_ok=True)
+        (root / f"SERIES{i // 3}" / f"IMG{i:04d}.raw").write_bytes(os.urandom(3 * 1024 * 1024))
+    return root
+
+
+@pytest.fixture
+def proxied(tmp_path: Path, keys) -> Iterator[tuple[str, Path, FaultProxy]]:
+    data = tmp_path / "data"
+    with receiver(data, DIST, keys.public) as url, FaultProxy(url) as proxy:
+        yield proxy.url, data, proxy
+
+
+def begin(browser: Browser, url: str, disc: Path) -> Page:
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "leave this page?" while sending
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    page.click("#start")
+    if page.is_visible("#step-terms"):
+        agree(page)
+    page.set_input_files("#folder-input", disc)
+    to_review(page)
+    return page
+
+
+def progress(page: Page) -> float:
+    return page.evaluate("document.getElementById('progress').value")
+
+
+def wait_until(condition, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def finished(page: Page) -> str:
+    page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=180_000)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    return page.inner_text("#receipt-code")
+
+
+def arrived(data: Path, keys, tmp_path: Path, disc: Path, code: str) -> dict:
+    reports: list[str] = []
+    out = tmp_path / "out"
+    assert unpack_all(data, keys.private, out, reports.append), reports
+    assert len(reports) == 1 and code in reports[0], reports
+    (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert files_of(contribution / "files" / "disc-1") == files_of(disc)
+    # One complete upload, and nothing half-sent left behind but what will expire.
+    assert [e.state for e in entries(data)].count("complete") == 1
+    return json.loads((contribution / "manifest.json").read_text())
+
+
+def uploaded_bytes(proxy: FaultProxy) -> int:
+    return sum(1 for method, path in proxy.requests if method in ("POST", "PATCH") and path.startswith("/files"))
+
+
+def test_cuts_refusals_and_a_slow_link(browser, proxied, keys, disc, tmp_path) -> None:
+    url, data, proxy = proxied
+    page = begin(browser, url, disc)
+    proxy.throttle(3_000_000)  # a home uplink
+    proxy.cut_after(1_000_000, method="POST", path="/files/")  # a connection cut mid-chunk
+    proxy.answer(503, count=2, retry_after=1, path="/files/")
+    proxy.answer(429, retry_after=1, path="/files/")
+    page.click("#upload")
+    wait_until(lambda: progress(page) > 0, what="the first confirmed chunk")
+    proxy.drop_connections()  # the Wi-Fi drops everything at once
+    code = finished(page)
+    assert proxy.faults_left() == 0
+    arrived(data, keys, tmp_path, disc, code)
+    page.close()
+
+
+def test_the_receiver_killed_and_restarted(browser, keys, disc, tmp_path) -> None:
+    data = tmp_path / "data"
+    with ReceiverProcess(data, DIST, keys.folder / "public_key.pem") as server, FaultProxy(server.url) as proxy:
+        page = begin(browser, proxy.url, disc)
+        proxy.throttle(4_000_000)
+        page.click("#upload")
+        wait_until(lambda: progress(page) > 0, what="the first confirmed chunk")
+        server.kill()  # a power cut to the receiver's process
+        time.sleep(2)
+        server.start()
+        proxy.upstream = ("127.0.0.1", urlsplit(server.url).port)
+        code = finished(page)
+    arrived(data, keys, tmp_path, disc, code)
+    page.close()
+
+
+def test_offline_then_online_again(browser, proxied, keys, disc, tmp_path) -> None:
+    url, data, proxy = proxied
+    page = begin(browser, url, disc)
+    proxy.throttle(3_000_000)
+    page.click("#upload")
+    wait_until(lambda: progress(page) > 0, what="the first confirmed chunk")
+    page.context.set_offline(True)
+    page.wait_for_function(
+        "() => /connection/.test(document.getElementById('progress-text').textContent)", timeout=60_000)
+    page.context.set_offline(False)
+    code = finished(page)
+    arrived(data, keys, tmp_path, disc, code)
+    page.close()
+
+
+def test_pause_sends_nothing_until_resumed(browser, proxied, keys, disc, tmp_path) -> None:
+    url, data, proxy = proxied
+    page = begin(browser, url, disc)
+    proxy.throttle(2_000_000)
+    page.click("#upload")
+    wait_until(lambda: progress(page) > 0, what="the first confirmed chunk")
+    page.click("#pause")
+    page.wait_for_selector("#resume:not([hidden])")
+    time.sleep(1)  # requests cut by the pause settle
+    before = len(proxy.requests)
+    time.sleep(3)
+    assert len(proxy.requests) == before, "requests went out while paused"
+    assert "Paused" in page.inner_text("#progress-text")
+    page.click("#resume")
+    code = finished(page)
+    arrived(data, keys, tmp_path, disc, code)
+    page.close()
+
+
+def test_cancel_deletes_what_was_sent(browser, proxied, keys, disc) -> None:
+    url, data, proxy = proxied
+    page = begin(browser, url, disc)
+    proxy.throttle(2_000_000)
+    page.click("#upload")
+    wait_until(lambda: progress(page) > 0, what="the first confirmed chunk")
+    page.click("#cancel")
+    page.click("#cancel-yes")
+    page.wait_for_selector("#step-choose:not([hidden])", timeout=60_000)
+    assert "cancelled" in page.inner_text("#choose-status")
+    assert entries(data) == [], "the receiver still holds part of the cancelled contribution"
+    assert page.evaluate("localStorage.getItem('pcir-resume')") is None
+    report = json.loads(page.evaluate(
+        "document.querySelector('script[type=\"py\"][worker]').xworker.sync.memory_report()"))
+    assert report == {"disc_in_hand": False, "large_buffers": 0}
+    page.close()
+
+
+def test_closing_the_page_and_coming_back(browser, proxied, keys, disc, tmp_path) -> None:
+    url, data, proxy = proxied
+    context = browser.new_context()
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    page.click("#start")
+    agree(page)
+    page.set_input_files("#folder-input", disc)
+    to_review(page)
+    proxy.throttle(2_000_000)
+    page.click("#upload")
+    wait_until(lambda: progress(page) >= 0.4, what="some chunks confirmed")
+    record = json.loads(page.evaluate("localStorage.getItem('pcir-resume')"))
+    assert record["chunks"] >= 1
+    page.close(run_before_unload=False)  # the patient closes the page
+
+    proxy.clear()
+    proxy.requests.clear()
+    page = context.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    assert page.is_visible("#welcome-unfinished")
+    page.click("#start")  # agreed recently: straight to the disc
+    page.set_input_files("#folder-input", disc)
+    to_review(page)
+    page.click("#upload")
+    code = finished(page)
+    manifest = arrived(data, keys, tmp_path, disc, code)
+    assert manifest["contribution_id"] == record["contribution_id"], "a new contribution was started"
+    chunks_sent_again = sum(1 for method, path in proxy.requests if method == "POST" and path == "/files/") - 1
+    assert chunks_sent_again < len(files_of(disc)) * 3 * 1024 * 1024 // CHUNK + 1 - record["chunks"] + 1
+    assert page.evaluate("localStorage.getItem('pcir-resume')") is None
+    context.close()

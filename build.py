@@ -477,7 +477,9 @@ def build() -> None:
         mapping[f"wheels/{name}"] = f"wheels/{final.name}/{name}"
         wheel_paths.append(f"{final.name}/{name}")
 
-    # Pyodide, its standard library repacked with the start-up modules as bytecode.
+    # Pyodide, its standard library repacked with the start-up modules as bytecode. Every file of
+    # dist/ is written with the build's time (copyfile, not copy2): the server's ETag follows a
+    # file's time and size, and the stable names (pages, aliases) are revalidated by it.
     staged = staging / "pyodide" / "new"
     staged.mkdir(parents=True)
     for name in PYODIDE_FILES:
@@ -485,14 +487,15 @@ def build() -> None:
             stdlib = read_zip(pyodide_src / name)
             write_zip(staged / name, with_bytecode(stdlib, bytecode.stdlib))
         else:
-            shutil.copy2(pyodide_src / name, staged / name)
+            shutil.copyfile(pyodide_src / name, staged / name)
     final = hashed_dir(staging / "pyodide", npm_version(pyodide_src), staged)
     for name in PYODIDE_FILES:
         mapping[f"pyodide/{name}"] = f"pyodide/{final.name}/{name}"
 
     # PyScript loads parts of its bundle on demand, so all of dist/ goes (without source maps).
     staged = staging / "pyscript" / "new"
-    shutil.copytree(pyscript_src / "dist", staged, ignore=shutil.ignore_patterns("*.map"))
+    shutil.copytree(pyscript_src / "dist", staged, ignore=shutil.ignore_patterns("*.map"),
+                    copy_function=shutil.copyfile)
     final = hashed_dir(staging / "pyscript", npm_version(pyscript_src), staged)
     for path in final.rglob("*"):
         if path.is_file():
@@ -512,9 +515,8 @@ def build() -> None:
         target = staged / asset.name
         if asset.suffix in TEXT_SUFFIXES:
             target.write_text(rewrite_references(asset.read_text(), asset.name, mapping))
-            shutil.copystat(asset, target)
         else:
-            shutil.copy2(asset, target)
+            shutil.copyfile(asset, target)
     worker = staged / "worker.py"
     text = worker.read_text()
     placeholder = "WHEELS = []"
@@ -525,9 +527,9 @@ def build() -> None:
     for asset in assets:
         mapping[asset.name] = f"assets/{final.name}/{asset.name}"
     for page in pages:
-        target = staging / page.name
-        target.write_text(rewrite_references(page.read_text(), page.name, mapping))
-        shutil.copystat(page, target)
+        # Written now, not with the source's time: the page's ETag and Last-Modified must change
+        # whenever a file it names does, even when web/index.html itself did not.
+        (staging / page.name).write_text(rewrite_references(page.read_text(), page.name, mapping))
 
     precompress(staging)
 

@@ -495,13 +495,15 @@ def main() -> int:
                 failed = [f"{r.url} ({r.failed})" for r in result.requests if r.failed]
                 if failed:
                     failures.append(f"run {run} {name}: failed requests: {failed}")
+            pair["load_average"] = round(os.getloadavg()[0], 2)
             runs.append(pair)
             c, r = pair["cold"], pair["return"]
             log(f"run {run}: cold FCP {c['fcp_s']:.2f} s, welcome {c['welcome_painted_s']:.2f} s, "
                 f"ready {c['ready_s']:.2f} s, {c['server_body_bytes'] / 1e6:.2f} MB in "
                 f"{c['server_responses']} responses | return FCP {r['fcp_s']:.2f} s, "
                 f"welcome {r['welcome_painted_s']:.2f} s, ready {r['ready_s']:.2f} s, "
-                f"{r['server_body_bytes'] / 1e6:.3f} MB in {r['server_responses']} responses")
+                f"{r['server_body_bytes'] / 1e6:.3f} MB in {r['server_responses']} responses "
+                f"(load average {pair['load_average']})")
             if args.verbose:
                 for name, result in (("cold", cold), ("return", again)):
                     print(f"  {name}:", *biggest(result), sep="\n    ")
@@ -518,6 +520,8 @@ def main() -> int:
     if network:
         rows += [("bytes received (Network, headers incl.), MB", "network_bytes", 1e6),
                  ("requests", "requests", 1), ("  of them from the cache", "from_cache", 1)]
+    loads = [p["load_average"] for p in runs]
+    print(f"load average (1 min) during the runs: {min(loads)}-{max(loads)}")
     print(f"{'':<46} {'first visit':<22} {'return visit':<22}")
     for label, key, scale in rows:
         cold_values = [p["cold"][key] / scale for p in runs]

@@ -191,6 +191,16 @@ def test_every_reference_of_the_page_resolves() -> None:
 
 
 @needs_dist
+def test_the_pages_are_newer_than_what_they_name() -> None:
+    """Browsers revalidate the pages by ETag and Last-Modified, which the server derives from the
+    file's time and size: a page that kept its source's time while a file it names changed
+    (same length, since only a hash in it changed) would be answered 304, and go stale."""
+    newest = max(p.stat().st_mtime for p in served_files() if IMMUTABLE_PATH.match(url_path(p)))
+    for name in PAGES:
+        assert (DIST / name).stat().st_mtime >= newest, name
+
+
+@needs_dist
 def test_the_worker_finds_its_interpreter_and_wheels() -> None:
     config_path = next((DIST / "assets").glob("*/pyscript.json"))
     interpreter = json.loads(config_path.read_text())["interpreter"]

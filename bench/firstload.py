@@ -283,9 +283,11 @@ class Visit:
 class Page:
     """One tab of a browser, driven from an event loop that releases paused workers at once."""
 
-    def __init__(self, browser: Browser, network: bool, phases: bool = False):
+    def __init__(self, browser: Browser, network: bool, phases: bool = False,
+                 throttle: tuple[float, float] | None = None):
         self.cdp = CDP(browser.ws_url)
         self.network = network
+        self.throttle = throttle
         self.phases = phases
         self.workers: list[str] = []
         self.requests: dict[str, Request] = {}
@@ -304,6 +306,12 @@ class Page:
         # No buffering of bodies for the inspector: only sizes are wanted.
         self.cdp.send("Network.enable", {"maxTotalBufferSize": 0, "maxResourceBufferSize": 0}, session)
         self.cdp.send("Network.setCacheDisabled", {"cacheDisabled": False}, session)
+        if self.throttle and session == self.session:
+            # Set on the page; workers answer "Not supported" and are throttled with their page.
+            mbit, rtt = self.throttle
+            self.cdp.send("Network.emulateNetworkConditions", {
+                "offline": False, "latency": rtt, "downloadThroughput": mbit * 1e6 / 8,
+                "uploadThroughput": mbit * 1e6 / 8}, session)
 
     def _handle(self, event: dict[str, Any]) -> None:
         method, params = event["method"], event.get("params", {})
@@ -400,11 +408,12 @@ def timeline(page: dict[str, Any], workers: list[dict[str, Any]]) -> list[tuple[
     return sorted((round(t / 1000, 3), what) for t, what in events)
 
 
-def visit(profile: Path, url: str, server: Server, network: bool, phases: bool = False) -> Visit:
+def visit(profile: Path, url: str, server: Server, network: bool, phases: bool = False,
+          throttle: tuple[float, float] | None = None) -> Visit:
     browser = Browser(profile)
     page = None
     try:
-        page = Page(browser, network, phases)
+        page = Page(browser, network, phases, throttle)
         result = page.load(url + "/")
         if phases:
             for t, what in page.timeline:
@@ -465,6 +474,9 @@ def main() -> int:
     parser.add_argument("--no-network", action="store_true",
                         help="do not enable the Network domain; bytes from the server's count only")
     parser.add_argument("--json", type=Path, default=OUT / "firstload.json", help="where the figures go")
+    parser.add_argument("--throttle", metavar="MBIT[,RTT_MS]",
+                        help="emulate a line of MBIT Mbit/s each way and RTT_MS round trip "
+                             "(Network.emulateNetworkConditions on the page and its workers)")
     parser.add_argument("--phases", action="store_true",
                         help="print a timeline of each visit (fetches, wasm instantiation), page clock")
     parser.add_argument("--keep", action="store_true",
@@ -474,6 +486,12 @@ def main() -> int:
     if not (args.site / "index.html").is_file():
         sys.exit(f"{args.site} has no index.html: run `python build.py` first")
     network = not args.no_network
+    throttle = None
+    if args.throttle:
+        if not network:
+            sys.exit("--throttle needs the Network domain (drop --no-network)")
+        mbit, _, rtt = args.throttle.partition(",")
+        throttle = (float(mbit), float(rtt or 0))
     OUT.mkdir(parents=True, exist_ok=True)
     version = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
     workdir = Path(tempfile.mkdtemp(prefix="firstload-", dir=OUT))
@@ -484,8 +502,8 @@ def main() -> int:
         server.take()
         for run in range(1, args.runs + 1):
             profile = workdir / f"profile-{run}"
-            cold = visit(profile, server.url, server, network, args.phases)
-            again = visit(profile, server.url, server, network, args.phases)
+            cold = visit(profile, server.url, server, network, args.phases, throttle)
+            again = visit(profile, server.url, server, network, args.phases, throttle)
             shutil.rmtree(profile, ignore_errors=True)
             pair = {"cold": describe(cold, network), "return": describe(again, network)}
             for name, result in (("cold", cold), ("return", again)):
@@ -513,7 +531,9 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(f"{version}, {os.cpu_count()} cores, site {args.site}, {args.runs} runs, "
-          f"Network domain {'on' if network else 'off'}; median (min-max)")
+          f"Network domain {'on' if network else 'off'}"
+          f"{f', line emulated at {throttle[0]:g} Mbit/s, {throttle[1]:g} ms RTT' if throttle else ''}; "
+          "median (min-max)")
     rows = [("first contentful paint, s", "fcp_s", 1), ("welcome usable (#start labelled), s", "welcome_s", 1),
             ("welcome painted, s", "welcome_painted_s", 1), ("Python ready, s", "ready_s", 1),
             ("bytes sent by the server, MB", "server_body_bytes", 1e6), ("responses", "server_responses", 1)]

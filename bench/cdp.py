@@ -177,7 +177,7 @@ class Chromium:
     ]
 
     def __init__(self, executable: str = "/usr/bin/chromium"):
-        self.profile = tempfile.TemporaryDirectory(prefix="pcir-bench-chromium-")
+        self.profile = tempfile.TemporaryDirectory(prefix="pcir-bench-chromium-", ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [executable, *self.FLAGS, f"--user-data-dir={self.profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -129,7 +129,7 @@ WASM_BYTES = "__benchMemories.reduce((sum, m) => sum + m.buffer.byteLength, 0)"
 # Evaluated in the page once Python is ready: timestamps in the page's own clock.
 PAGE_PROBE = r"""(() => {
   const $ = (id) => document.getElementById(id);
-  const b = window.__bench = { progress: [], files: null, handAt: null, changeAt: null, reviewAt: null,
+  const b = window.__bench = { progress: [], files: null, handAt: null, changeAt: null, scannedAt: null,
                                clickAt: null, receiptAt: null, errorAt: null };
   // Capture phase on the document: runs before the page's own listener on the input.
   document.addEventListener('change', (e) => {
@@ -137,10 +137,11 @@ PAGE_PROBE = r"""(() => {
   }, true);
   new MutationObserver(() => {
     const now = performance.now();
-    if (b.reviewAt === null && !$('step-review').hidden) b.reviewAt = now;
+    if (b.scannedAt === null && $('discs').children.length) b.scannedAt = now;
     if (b.receiptAt === null && document.body.dataset.receipt) b.receiptAt = now;
     if (b.errorAt === null && !$('error').hidden) b.errorAt = now;
-  }).observe(document.body, { attributes: true, subtree: true, attributeFilter: ['hidden', 'data-receipt'] });
+  }).observe(document.body, { attributes: true, childList: true, subtree: true,
+                              attributeFilter: ['hidden', 'data-receipt'] });
   const original = window.pcirProgress;
   window.pcirProgress = (json) => {
     b.progress.push([performance.now(), JSON.parse(json)]);
@@ -149,7 +150,7 @@ PAGE_PROBE = r"""(() => {
 })()"""
 
 PAGE_STATE = r"""JSON.stringify({
-  files: __bench.files, review: __bench.reviewAt !== null, receipt: document.body.dataset.receipt || null,
+  files: __bench.files, scanned: __bench.scannedAt !== null, receipt: document.body.dataset.receipt || null,
   error: document.getElementById('error').hidden ? null : document.getElementById('error').innerText,
   progress: __bench.progress.length ? __bench.progress[__bench.progress.length - 1][1] : null,
 })"""
@@ -158,8 +159,10 @@ PAGE_STATE = r"""JSON.stringify({
 @dataclass
 class Peaks:
     """Highest values seen while sampling, in bytes."""
-    worker_wasm: int = 0
+    worker_wasm: int = 0  # the page's Python worker
     worker_js_heap: int = 0
+    packers_wasm: int = 0  # the packer workers it started, together
+    packers_js_heap: int = 0
     page_js_heap: int = 0
     chromium_pss: int = 0
     samples: int = 0
@@ -183,6 +186,7 @@ class Figures:
     first_chunk_s: float = 0.0
     unpack_s: float = 0.0
     receipt: str = ""
+    packers: int = 0  # packer workers the page started
     peaks: Peaks = field(default_factory=Peaks)
 
 
@@ -225,6 +229,9 @@ class PageDriver:
             if info["type"] == "worker":
                 self.cdp.evaluate(WORKER_PROBE, session)
                 self.workers.append(session)
+                # The packers are the worker's own workers: attach to them the same way.
+                self.cdp.send("Target.setAutoAttach",
+                              {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True}, session)
             self.cdp.send("Runtime.runIfWaitingForDebugger", {}, session)
 
     def wait_for(self, expression: str, timeout: float, what: str, interval: float = 0.1) -> None:
@@ -235,7 +242,7 @@ class PageDriver:
             time.sleep(interval)
 
     def agree(self) -> None:
-        self.evaluate("document.getElementById('agree').click(); "
+        self.evaluate("document.querySelectorAll('input[name=confirm]').forEach((box) => { box.checked = true; }); "
                       "document.getElementById('agree-continue').click()")
         self.wait_for("!document.getElementById('step-choose').hidden", 10, "the choose step")
 
@@ -257,9 +264,11 @@ class PageDriver:
             return
         values = {"chromium_pss": memory_bytes(self.browser.pids()),
                   "page_js_heap": int(self.cdp.send("Runtime.getHeapUsage", {}, self.page)["usedSize"])}
-        for worker in self.workers:
-            values["worker_wasm"] = int(self.evaluate(WASM_BYTES, worker))
-            values["worker_js_heap"] = int(self.cdp.send("Runtime.getHeapUsage", {}, worker)["usedSize"])
+        wasm = [int(self.evaluate(WASM_BYTES, worker)) for worker in self.workers]
+        heaps = [int(self.cdp.send("Runtime.getHeapUsage", {}, worker)["usedSize"]) for worker in self.workers]
+        if wasm:  # the first worker is the page's own; any others are its packers
+            values.update(worker_wasm=wasm[0], worker_js_heap=heaps[0],
+                          packers_wasm=sum(wasm[1:]), packers_js_heap=sum(heaps[1:]))
         peaks.take(**values)
         peaks.samples += 1
 
@@ -281,11 +290,41 @@ class PageDriver:
                 next_sample = time.monotonic() + POLL
             time.sleep(interval)
 
+    def profile(self, seconds: float) -> None:
+        """Sample the CPU of the page's main thread and of each worker for `seconds`, and
+        print where each spent its time (self time by function): to find what limits a run."""
+        targets = [("page", self.page)] + [(f"worker {i + 1}", w) for i, w in enumerate(self.workers)]
+        for _, session in targets:
+            self.cdp.send("Profiler.enable", {}, session)
+            self.cdp.send("Profiler.setSamplingInterval", {"interval": 1000}, session)
+            self.cdp.send("Profiler.start", {}, session)
+        time.sleep(seconds)
+        for name, session in targets:
+            nodes = self.cdp.send("Profiler.stop", {}, session)["profile"]
+            print_profile(name, nodes, seconds)
+
     def close(self) -> None:
         self.cdp.close()
 
 
-def contribute(url: str, folder: Path, expected_files: int, figures: Figures, memory: bool) -> None:
+def print_profile(name: str, profile: dict[str, Any], seconds: float) -> None:
+    """Self time by function of one CDP profile, the top lines."""
+    by_id = {node["id"]: node for node in profile["nodes"]}
+    interval = (profile["endTime"] - profile["startTime"]) / max(1, len(profile["samples"])) / 1e6
+    self_time: dict[str, float] = {}
+    for sample in profile["samples"]:
+        frame = by_id[sample]["callFrame"]
+        where = frame["url"].rsplit("/", 1)[-1]
+        key = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber']}"
+        self_time[key] = self_time.get(key, 0.0) + interval
+    busy = sum(t for k, t in self_time.items() if not k.startswith("(idle)"))
+    print(f"\n{name}: busy {busy:.1f} of {seconds:.1f} s")
+    for key, t in sorted(self_time.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {t:6.2f} s  {key}")
+
+
+def contribute(url: str, folder: Path, expected_files: int, figures: Figures, memory: bool,
+               profile: float = 0) -> None:
     """The patient's path through the page, measured."""
     browser = Chromium()
     try:
@@ -294,13 +333,18 @@ def contribute(url: str, folder: Path, expected_files: int, figures: Figures, me
         log(f"Python ready after {figures.python_ready_s:.1f} s; handing over the folder")
         page.agree()
         page.hand_folder(folder)
-        state = page.until(lambda s: s["review"] or s["files"] == 0, 600, figures.peaks, 0.1)
+        state = page.until(lambda s: s["scanned"] or s["files"] == 0, 600, figures.peaks, 0.1)
         if state["files"] != expected_files:
             raise BenchFailure(f"the page received {state['files']} files, the folder has {expected_files}")
         log(f"scanned {state['files']} files; uploading")
-        page.evaluate("window.__bench.clickAt = performance.now(); document.getElementById('upload').click()")
+        page.evaluate("document.getElementById('choose-continue').click(); "
+                      "window.__bench.clickAt = performance.now(); document.getElementById('upload').click()")
+        if profile:
+            time.sleep(2)
+            page.profile(profile)
         state = page.until(lambda s: s["receipt"], 7200, figures.peaks, POLL)
         bench = page.evaluate("JSON.stringify(window.__bench)")
+        figures.packers = len(page.workers) - 1
         page.close()
     finally:
         browser.close()
@@ -319,7 +363,7 @@ def read_page_timings(bench: dict[str, Any], state: dict[str, Any], figures: Fig
     figures.bytes_sent = last["bytes_sent"]
     figures.chunks_confirmed = len(progress)
     figures.listing_s = (bench["changeAt"] - bench["handAt"]) / 1000
-    figures.scan_s = (bench["reviewAt"] - bench["handAt"]) / 1000
+    figures.scan_s = (bench["scannedAt"] - bench["handAt"]) / 1000
     figures.upload_s = (bench["receiptAt"] - bench["clickAt"]) / 1000
     figures.first_chunk_s = (progress[0][0] - bench["clickAt"]) / 1000
     if not last["done"] or last["disc_bytes_done"] != last["disc_bytes_total"]:
@@ -360,7 +404,7 @@ def unpack_and_verify(data_dir: Path, out: Path, folder: Path, figures: Figures)
     contributions = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if len(contributions) != 1:
         raise BenchFailure(f"expected one unpacked contribution, found {len(contributions)}")
-    got, want = fingerprint(contributions[0] / "files"), fingerprint(folder)
+    got, want = fingerprint(contributions[0] / "files" / "disc-1"), fingerprint(folder)  # one disc
     if got != want:
         missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
         differ = [k for k in want.keys() & got.keys() if want[k] != got[k]]
@@ -378,7 +422,7 @@ def report(figures: Figures, what: str) -> list[tuple[str, str]]:
     rows = [
         ("disc", f"{f.files} files, {f.disc_bytes / mb:.1f} MB ({f.disc_bytes / 2**20:.1f} MiB)"),
         ("Python ready (navigate -> data-ready)", f"{f.python_ready_s:.1f} s"),
-        ("scan (folder handed -> review shown)", f"{f.scan_s:.2f} s"),
+        ("scan (folder handed -> disc listed)", f"{f.scan_s:.2f} s"),
         ("  of which Chromium listing the folder", f"{f.listing_s:.2f} s (until the change event)"),
         ("upload (click -> receipt)", f"{f.upload_s:.1f} s"),
         ("upload speed (disc MB / upload s)", f"{f.disc_bytes / mb / f.upload_s:.1f} MB/s"),
@@ -392,6 +436,8 @@ def report(figures: Figures, what: str) -> list[tuple[str, str]]:
         rows += [
             ("peak worker wasm memory", f"{p.worker_wasm / 2**20:.0f} MiB"),
             ("peak worker JS heap (used)", f"{p.worker_js_heap / 2**20:.1f} MiB"),
+            (f"peak packers' wasm memory ({f.packers} workers)", f"{p.packers_wasm / 2**20:.0f} MiB"),
+            ("peak packers' JS heap (used)", f"{p.packers_js_heap / 2**20:.1f} MiB"),
             ("peak page JS heap (used)", f"{p.page_js_heap / 2**20:.1f} MiB"),
             ("peak Chromium PSS (all processes)", f"{p.chromium_pss / 2**20:.0f} MiB"),
             ("memory samples", f"{p.samples} (every {POLL} s)"),
@@ -417,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument("--no-memory", action="store_true",
                          help="do not sample memory (to check that sampling does not slow the upload)")
     options.add_argument("--folder", type=Path, help="benchmark this folder instead (e.g. a real disc)")
+    options.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                         help="2 s into the upload, sample the CPU of the page and its workers for "
+                              "SECONDS and print where the time went (slows the run)")
     args = options.parse_args(argv)
     if not (ROOT / "dist" / "index.html").is_file():
         print("dist/ is not built: run `python build.py` first", file=sys.stderr)
@@ -435,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         receiver, url = start_receiver(run_dir / "data", run_dir / "server.log")
         log(f"receiver at {url}, data in {run_dir / 'data'}")
-        contribute(url, folder, len(listing), figures, not args.no_memory)
+        contribute(url, folder, len(listing), figures, not args.no_memory, args.profile)
         log(f"receipt {figures.receipt}; unpacking")
         stop(receiver)
         unpack_and_verify(run_dir / "data", run_dir / "unpacked", folder, figures)

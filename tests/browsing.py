@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from playwright.sync_api import Page, Request
@@ -46,3 +47,17 @@ def to_review(page: Page, discs: int = 1) -> None:
     assert page.is_hidden("#error"), page.inner_text("#error")
     page.click("#choose-continue")
     page.wait_for_selector("#step-review:not([hidden])")
+
+
+def worker_holds(page: Page) -> dict:
+    """What the page's Python worker and its packer workers still hold (memory_report)."""
+    return json.loads(page.evaluate(
+        "document.querySelector('script[type=\"py\"][worker]').xworker.sync.memory_report()"))
+
+
+def assert_nothing_held(page: Page) -> None:
+    """No disc in hand, no large buffers left: in the worker, and in each packer it used."""
+    report = worker_holds(page)
+    assert report["disc_in_hand"] is False and report["large_buffers"] == 0, report
+    assert report["packers"], "the contribution was not packed by packer workers"
+    assert all(p == {"files_in_progress": 0, "large_buffers": 0} for p in report["packers"]), report

@@ -15,6 +15,7 @@ from typing import Any
 
 from pcir_upload.contribution import Contribution, Progress, Receipt
 from pcir_upload.envelope import SUITE_HYBRID, Recipient
+from pcir_upload.package import LocalPacker
 from pcir_upload.server.store import all_uploads
 from pcir_upload.tus import Response, Retry, TransportError
 from pcir_upload.unpack import unpack_all
@@ -141,7 +142,7 @@ def prepare(
     options.setdefault("chunk_size", CHUNK)
     options.setdefault("retry", QUICK)
     run.contribution = Contribution(
-        listing=disc.listing, reader=disc, manifest=manifest if manifest is not None else MANIFEST,
+        listing=disc.listing, packer=LocalPacker(disc), manifest=manifest if manifest is not None else MANIFEST,
         recipient=Recipient(SUITE_HYBRID, keys.public.hybrid), primitives=PycaPrimitives(),
         transport=transport, endpoint=endpoint, on_progress=progressed, save_record=save,
         on_notice=run.notices.append, **options,

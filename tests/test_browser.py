@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from playwright.sync_api import Browser, Page
 
 from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, ChunkHeader
 from pcir_upload.unpack import OPENERS, unpack_all
-from browsing import DIST, Recorder, agree, to_review
+from browsing import DIST, Recorder, agree, assert_nothing_held, to_review, worker_holds
 from support import files_of, receiver
 
 PATIENT_NAME = b"Doe^Archibald"  # in the headers of pydicom's test disc
@@ -91,7 +93,25 @@ def test_contribution_through_webkitdirectory(browser, site, keys, dicomdirtests
     manifest = check_arrival(data, keys, tmp_path, code, dicomdirtests)
     assert manifest["terms"]["version"] == page.get_attribute("#terms", "data-version")
     check_traffic(recorder, url)
+    assert_nothing_held(page)  # and the packer workers did the packing
     page.context.close()
+
+
+def test_without_packer_workers_the_page_packs_in_its_own_worker(browser, keys, dicomdirtests, tmp_path) -> None:
+    """A browser that cannot start the packers (no workers inside workers, or their script
+    fails to load) still sends the disc, only more slowly."""
+    site_copy = tmp_path / "site"
+    shutil.copytree(DIST, site_copy, copy_function=os.link)
+    for packer in site_copy.glob("assets/*/packer.mjs*"):
+        packer.unlink()
+    data = tmp_path / "data"
+    with receiver(data, site_copy, keys.public) as url:
+        page, _ = open_page(browser, url)
+        page.set_input_files("#folder-input", dicomdirtests)
+        code = finish_upload(page)
+        check_arrival(data, keys, tmp_path, code, dicomdirtests)
+        assert worker_holds(page)["packers"] == []
+        page.context.close()
 
 
 def test_without_ml_kem_the_classical_suite_is_used(browser, site, keys, dicomdirtests, tmp_path) -> None:

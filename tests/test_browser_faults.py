@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page
 
-from browsing import DIST, agree, to_review
+from browsing import DIST, agree, assert_nothing_held, to_review
 from faultproxy import FaultProxy
 from pcir_upload.ledger import entries
 from pcir_upload.unpack import unpack_all
@@ -166,9 +166,7 @@ def test_cancel_deletes_what_was_sent(browser, proxied, keys, disc) -> None:
     assert "cancelled" in page.inner_text("#choose-status")
     assert entries(data) == [], "the receiver still holds part of the cancelled contribution"
     assert page.evaluate("localStorage.getItem('pcir-resume')") is None
-    report = json.loads(page.evaluate(
-        "document.querySelector('script[type=\"py\"][worker]').xworker.sync.memory_report()"))
-    assert report == {"disc_in_hand": False, "large_buffers": 0}
+    assert_nothing_held(page)
     page.close()
 
 

@@ -14,6 +14,7 @@ from pcir_upload.contribution import Progress, Receipt, contribute, receipt_code
 from pcir_upload.disc import DiscReadError
 from pcir_upload.discovery import scan_disc
 from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, Recipient, Sealer
+from pcir_upload.package import LocalPacker
 from pcir_upload.tus import Link, Target, Upload, discover
 from pcir_upload.cli import main
 from pcir_upload.unpack import unpack_all
@@ -28,7 +29,7 @@ def send(disc: FolderDisc, url: str, recipient: Recipient, **options) -> tuple[R
         summary = await scan_disc(disc.listing, disc)
         try:
             return await contribute(
-                listing=disc.listing, reader=disc,
+                listing=disc.listing, packer=LocalPacker(disc),
                 manifest={"terms": {"version": "test", "agreed": "2026-11-25T00:00:00Z"},
                           "summary": summary.to_json()},
                 recipient=recipient, primitives=PycaPrimitives(), transport=transport,

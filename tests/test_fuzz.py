@@ -21,7 +21,7 @@ from pcir_upload.envelope import HEADER_SIZE, SUITE_X25519, ChunkHeader, Envelop
 from pcir_upload.keys import PrivateKeys
 from pcir_upload.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from pcir_upload.unpack import UnpackError, open_envelope, unpack_upload
-from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter
+from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter, entry
 from support import PycaPrimitives
 
 KEY = x25519.X25519PrivateKey.generate()
@@ -53,9 +53,9 @@ def zip_of(entries: list[tuple[str, bytes]], manifest: bytes | None) -> bytes:
     writer = ZipWriter()
     parts = []
     for name, content in entries:
-        parts += [writer.begin(name, DEFLATED if content else STORED), writer.write(content), writer.end()]
+        parts.append(entry(writer, name, content, DEFLATED if content else STORED))
     if manifest is not None:
-        parts += [writer.begin(MANIFEST_NAME), writer.write(manifest), writer.end()]
+        parts.append(entry(writer, MANIFEST_NAME, manifest))
     parts.append(writer.finish())
     return b"".join(parts)
 

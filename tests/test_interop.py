@@ -17,6 +17,7 @@ import pytest
 
 from pcir_upload.contribution import Progress, contribute
 from pcir_upload.envelope import SUITE_HYBRID, Recipient
+from pcir_upload.package import LocalPacker
 from pcir_upload.server.store import completed_uploads
 from pcir_upload.tus import Link, State, Target, Upload, discover
 from pcir_upload.unpack import unpack_upload
@@ -125,7 +126,7 @@ def test_a_contribution_falls_back_to_one_upload_on_tus_node_server(
         transport = HttpxTransport()
         try:
             return await contribute(
-                listing=folder_disc.listing, reader=folder_disc, manifest={"terms": {"version": "test"}},
+                listing=folder_disc.listing, packer=LocalPacker(folder_disc), manifest={"terms": {"version": "test"}},
                 recipient=Recipient(SUITE_HYBRID, keys.public.hybrid), primitives=PycaPrimitives(),
                 transport=transport, endpoint=endpoint, on_progress=progress.append,
                 save_record=records.append, chunk_size=16 * 1024,

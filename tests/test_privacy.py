@@ -23,7 +23,7 @@ from pcir_upload.marker import STORAGE_KEY
 from pcir_upload.server.app import CONTENT_SECURITY_POLICY
 from pcir_upload.unpack import unpack_all
 from support import receiver
-from browsing import CHROMIUM, CHROMIUM_ARGS, DIST, Recorder, agree, to_review
+from browsing import CHROMIUM, CHROMIUM_ARGS, DIST, Recorder, agree, assert_nothing_held, to_review
 
 NAME = "Quixotic^Zebulon"
 TERMS_VERSION = "2026-11-25"
@@ -241,9 +241,7 @@ def test_no_trace_is_left(profile, served, keys, named_disc, tmp_path) -> None:
     assert manifest["discs"][0]["summary"]["patients"][0]["name"] == NAME  # the name did travel, sealed
 
     # In the worker: no disc in hand, no large buffers left.
-    report = json.loads(page.evaluate(
-        "document.querySelector('script[type=\"py\"][worker]').xworker.sync.memory_report()"))
-    assert report == {"disc_in_hand": False, "large_buffers": 0}
+    assert_nothing_held(page)
 
     # In the browser's storage: the marker, nothing else.
     assert storage_of(page) == {"local": [STORAGE_KEY], "session": [], "indexeddb": [], "caches": [], "opfs": [], "serviceworkers": 0}

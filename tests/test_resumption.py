@@ -23,7 +23,8 @@ from contributing import (
 from faultproxy import FaultProxy
 from pcir_upload.contribution import ContributionCancelled, Progress
 from pcir_upload.disc import DiscFile
-from pcir_upload.package import Packager
+from pcir_upload.levels import Levels
+from pcir_upload.package import AHEAD_BYTES, LocalPacker, Packager
 from pcir_upload.resumption import (
     CONTINUING, DIFFERENT_DISC, DISC_CHANGED, KEY_CHANGED, PARTS_GONE, UNUSABLE, Other, Record,
     RecordError, disc_fingerprint, new_secret,
@@ -105,7 +106,7 @@ def test_a_record_after_every_confirmed_chunk_and_nothing_readable_in_it(server,
     assert len(saved) == len(recorded(record)) >= 12  # one record per confirmed chunk
     assert set(record) == {
         "format", "version", "contribution_id", "secret", "created", "endpoint", "recipient",
-        "chunk_size", "level", "disc", "chunks", "sha256", "parts", "others",
+        "chunk_size", "levels", "disc", "chunks", "sha256", "parts", "others",
     }
     text = json.dumps(record)
     for f in FolderDisc(folder).listing:  # no file name, no folder name
@@ -121,9 +122,10 @@ def test_the_record_of_a_dvd_stays_small() -> None:
     endpoint = "https://repository.example/files/"
     record = Record(
         os.urandom(16), new_secret(), "2026-12-01T09:41:07Z", endpoint, "ab" * 16, 4 * 1024 * 1024,
-        1, os.urandom(16), disc_fingerprint(b"salt", [DiscFile("a", 1)]), "cd" * 32,
-        [endpoint + os.urandom(24).hex()[:32] for _ in range(n - 1)],
-        [Other(n - 1, endpoint + "x" * 32, "ef" * 32, True)],
+        os.urandom(16), disc_fingerprint(b"salt", [DiscFile("a", 1)]),
+        levels=[(0, 1), (500, 2), (900, 3), (1400, 2)], leveled=2000, prefix_sha256="cd" * 32,
+        prefix=[endpoint + os.urandom(24).hex()[:32] for _ in range(n - 1)],
+        others=[Other(n - 1, endpoint + "x" * 32, "ef" * 32, True)],
     )
     size = len(json.dumps(record.to_json(), separators=(",", ":")))
     assert size < 40_000, size
@@ -133,12 +135,15 @@ def test_the_record_of_a_dvd_stays_small() -> None:
 def test_records_this_code_did_not_write_are_refused() -> None:
     good = Record(
         os.urandom(16), new_secret(), "2026-12-01T09:41:07Z", "http://h/files/", "ab" * 16,
-        65536, 1, os.urandom(16), "hmac", "cd" * 32, ["http://h/files/a"], [],
+        65536, os.urandom(16), "hmac", levels=[(0, 1), (3, 4)], leveled=5, prefix_sha256="cd" * 32,
+        prefix=["http://h/files/a"],
     ).to_json()
     Record.from_json(good)
     for field, value in [
         ("version", 2), ("secret", "short"), ("chunks", 5), ("contribution_id", "xyz"),
-        ("created", "yesterday"), ("chunk_size", -1), ("level", 12), ("parts", 7),
+        ("created", "yesterday"), ("chunk_size", -1), ("parts", 7),
+        ("levels", {"runs": [[0, 12]], "files": 1}), ("levels", {"runs": [[3, 1], [0, 2]], "files": 4}),
+        ("levels", {"runs": [[0, 1, 2]], "files": 1}), ("levels", [[0, 1]]),
         ("others", [[0, "a", "cd" * 32, True]]), ("sha256", None),
     ]:
         with pytest.raises(RecordError):
@@ -377,20 +382,22 @@ class ChoppyDisc(FolderDisc):
 @pytest.mark.parametrize("level", [1, 6])
 def test_the_package_does_not_depend_on_how_the_disc_is_read(tmp_path, level) -> None:
     """What makes resuming possible: the same disc gives the same package bytes, however the
-    reads are split (zlib's output does not depend on how its input is fed in)."""
+    reads are split (zlib's output does not depend on how its input is fed in), and whether
+    the pieces were packed ahead or one at a time."""
     folder = make_disc(tmp_path / "disc", size=1_500_000)
-    (folder / "TEXT.TXT").write_text("the same words again and again\n" * 50_000)
+    (folder / "TEXT.TXT").write_text("the same words again and again\n" * 300_000)  # 3 pieces
 
-    def package(disc: FolderDisc, read_size: int) -> bytes:
+    def package(disc: FolderDisc, ahead: int) -> bytes:
         async def go() -> bytes:
-            packager = Packager(disc.listing, disc, {"contribution_id": "x"}, level=level, read_size=read_size)
+            packager = Packager(disc.listing, LocalPacker(disc), {"contribution_id": "x"},
+                                levels=Levels([(0, level)], len(disc.listing)), ahead=ahead)
             return b"".join([piece async for piece in packager.stream()])
 
         return asyncio.run(go())
 
-    reference = package(FolderDisc(folder), 4 * 1024 * 1024)
-    assert package(FolderDisc(folder), 1000) == reference
-    assert package(ChoppyDisc(folder, 1), 65536) == reference
+    reference = package(FolderDisc(folder), AHEAD_BYTES)
+    assert package(FolderDisc(folder), 0) == reference
+    assert package(ChoppyDisc(folder, 1), AHEAD_BYTES) == reference
     assert package(ChoppyDisc(folder, 2), 1 << 20) == reference
 
 

@@ -19,7 +19,7 @@ from pcir_upload.keys import PrivateKeys
 from pcir_upload.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from pcir_upload import unpack as unpack_module
 from pcir_upload.unpack import UnpackError, unpack_upload
-from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter
+from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter, entry
 from support import PycaPrimitives
 
 KEY = x25519.X25519PrivateKey.generate()
@@ -38,11 +38,11 @@ def seal_package(tmp_path: Path, entries: list[tuple[str, bytes]], manifest: Any
     """A sealed upload holding a ZIP of `entries` and `manifest` (a dict, or raw bytes)."""
     writer = ZipWriter()
     parts = []
-    for entry, content in entries:
-        parts += [writer.begin(entry, DEFLATED if content else STORED), writer.write(content), writer.end()]
+    for entry_name, content in entries:
+        parts.append(entry(writer, entry_name, content, DEFLATED if content else STORED))
     if manifest is not None:
         body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
-        parts += [writer.begin(MANIFEST_NAME), writer.write(body), writer.end()]
+        parts.append(entry(writer, MANIFEST_NAME, body))
     parts.append(writer.finish())
     package = b"".join(parts)
     sealer = Sealer(PycaPrimitives(), RECIPIENT, contribution_id)
@@ -149,10 +149,10 @@ def test_damaged_compressed_data_is_refused(tmp_path, out) -> None:
     cid = secrets.token_bytes(16)
     content = bytes(range(256)) * 100
     writer = ZipWriter()
-    entry = writer.begin("files/a") + writer.write(content) + writer.end()
-    damaged = entry[:60] + bytes(b ^ 0xFF for b in entry[60:90]) + entry[90:]
+    written = entry(writer, "files/a", content)
+    damaged = written[:60] + bytes(b ^ 0xFF for b in written[60:90]) + written[90:]
     body = json.dumps(manifest_for(cid, [record("a", content)])).encode()
-    package = damaged + writer.begin(MANIFEST_NAME) + writer.write(body) + writer.end() + writer.finish()
+    package = damaged + entry(writer, MANIFEST_NAME, body) + writer.finish()
     sealer = Sealer(PycaPrimitives(), RECIPIENT, cid)
     data = tmp_path / "upload"
     data.write_bytes(b"".join(asyncio.run(_seal(sealer, [package]))))

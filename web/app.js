@@ -80,6 +80,7 @@ async function startSession(fresh) {
     reconfirm_days: Number(terms.reconfirmDays),
     confirmations: confirmations().map((box) => box.value),
     fresh,
+    packer: new URL('./packer.mjs', import.meta.url).href,  // the worker starts its helpers
   }));
   $('welcome-returning').hidden = !session.returning;
   $('welcome-unfinished').hidden = !session.unfinished;

@@ -6,12 +6,15 @@ import pyodide_js
 WHEELS = []  # written by build.py: the pydicom and pcir_upload wheels under /wheels/
 
 # A worker's base URL is a blob:, so wheel URLs are made absolute on the page's own origin.
-await pyodide_js.loadPackage([str(js.location.origin) + "/wheels/" + name for name in WHEELS])
+wheels = [str(js.location.origin) + "/wheels/" + name for name in WHEELS]
+await pyodide_js.loadPackage(wheels)
 
 from pcir_upload.browser.worker import (  # noqa: E402
-    add_documents, agree, cancel, contribute_disc, forget, memory_report, pause, remove_disc,
-    remove_document, resume, scan, session,
+    add_documents, agree, cancel, configure, contribute_disc, forget, memory_report, pause,
+    remove_disc, remove_document, resume, scan, session,
 )
+
+configure(wheels)
 
 __export__ = [
     "session", "agree", "scan", "remove_disc", "add_documents", "remove_document",

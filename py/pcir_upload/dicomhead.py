@@ -19,18 +19,17 @@ from dataclasses import dataclass
 import pydicom
 from pydicom.filereader import read_dataset
 
+from .dicommeta import PREAMBLE, TRANSFER_SYNTAX, UNDEFINED, file_meta, is_part10, is_vr
+
 __all__ = ["MEDIA_STORAGE_DIRECTORY", "Head", "Instance", "read_head"]
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
 
-_PREAMBLE = 128
 _LAST_NEEDED = 0x00200011  # SeriesNumber
-_UNDEFINED = 0xFFFFFFFF
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_BE = "1.2.840.10008.1.2.2"
 # Transfer syntaxes whose whole dataset (not only the pixel data) is deflated: PS3.5 A.5.
 _DEFLATED = {"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205"}
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
 # A dataset found without a preamble must show at least this many well-formed elements.
 _MIN_BARE_ELEMENTS = 3
@@ -76,15 +75,15 @@ def read_head(head: bytes, size: int) -> Head:
     """Read the head (the first bytes) of a file of `size` bytes; never raises on any input."""
     whole = len(head) >= size
     try:
-        if head[_PREAMBLE : _PREAMBLE + 4] == b"DICM":
-            return _part10(head, _PREAMBLE + 4, whole, size, bare=False)
+        if is_part10(head):
+            return _part10(head, PREAMBLE + 4, whole, size, bare=False)
         start = _bare_start(head)
         if start == "meta":
             return _part10(head, 0, whole, size, bare=True)
         if start is not None:
             return _dataset(head, whole, size, implicit=True, little=start == "le", transfer_syntax="", bare=True)
     except Exception:  # untrusted bytes: whatever pydicom trips over, the file is still carried
-        if head[_PREAMBLE : _PREAMBLE + 4] == b"DICM":
+        if is_part10(head):
             return Head(dicom=True, complete=True)
     return NOT_DICOM
 
@@ -98,28 +97,24 @@ def _bare_start(head: bytes) -> str | None:
     if len(head) < 8:
         return None
     group, element = struct.unpack_from("<HH", head)
-    if group == 0x0002 and element <= 0x0001 and _is_vr(head[4:6]):
+    if group == 0x0002 and element <= 0x0001 and is_vr(head[4:6]):
         return "meta"
     if group == 0x0008:
         return "le"
-    if struct.unpack_from(">H", head)[0] == 0x0008 and _is_vr(head[4:6]):
+    if struct.unpack_from(">H", head)[0] == 0x0008 and is_vr(head[4:6]):
         return "be"
     return None
 
 
-def _is_vr(raw: bytes) -> bool:
-    return len(raw) == 2 and all(0x41 <= b <= 0x5A for b in raw)
-
-
 def _part10(head: bytes, offset: int, whole: bool, size: int, bare: bool) -> Head:
     """A file with File Meta Information (group 0002) at `offset`."""
-    meta, end = _file_meta(head, offset)
+    meta, end = file_meta(head, offset)
     if end is None:  # the head ends inside the meta information
         return Head(dicom=not bare, complete=whole)
     sop_class = meta.get(0x00020002, "")
     if sop_class == MEDIA_STORAGE_DIRECTORY:
         return Head(dicom=True, complete=True, index=True)
-    transfer_syntax = meta.get(0x00020010, "")
+    transfer_syntax = meta.get(TRANSFER_SYNTAX, "")
     data, data_whole = head[end:], whole
     if transfer_syntax in _DEFLATED:
         data, data_whole = _inflate(data, whole)
@@ -133,35 +128,6 @@ def _part10(head: bytes, offset: int, whole: bool, size: int, bare: bool) -> Hea
     if not bare and not result.dicom:  # DICM says DICOM even if its dataset is garbage
         return Head(dicom=True, complete=result.complete)
     return result
-
-
-def _file_meta(head: bytes, offset: int) -> tuple[dict[int, str], int | None]:
-    """The meta elements' text values and where the dataset starts (None: cut off in the head).
-
-    Group 0002 is always explicit VR little endian; it is walked element by element rather
-    than trusting its group length, which some writers get wrong.
-    """
-    values: dict[int, str] = {}
-    pos = offset
-    while pos + 8 <= len(head):
-        group, element = struct.unpack_from("<HH", head, pos)
-        if group != 0x0002:
-            return values, pos
-        vr = head[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
-            if pos + 12 > len(head):
-                return values, None
-            length, start = struct.unpack_from("<I", head, pos + 8)[0], pos + 12
-        elif _is_vr(vr):
-            length, start = struct.unpack_from("<H", head, pos + 6)[0], pos + 8
-        else:  # implicit VR meta: against the standard, but seen
-            length, start = struct.unpack_from("<I", head, pos + 4)[0], pos + 8
-        if length == _UNDEFINED or start + length > len(head):
-            return values, None
-        if element in (0x0002, 0x0010):
-            values[(group << 16) | element] = head[start : start + length].decode("latin-1").strip("\0 ")
-        pos = start + length
-    return values, (pos if pos == len(head) else None)
 
 
 def _inflate(data: bytes, whole: bool) -> tuple[bytes, bool]:
@@ -204,7 +170,7 @@ class _Watch:
 
     def __call__(self, tag: int, vr: str | None, length: int) -> bool:
         tag = int(tag)  # pydicom's BaseTag compares in Python; a plain int in C, once per element
-        if tag < self._last or (self._size is not None and length != _UNDEFINED and length > self._size):
+        if tag < self._last or (self._size is not None and length != UNDEFINED and length > self._size):
             self.broken = True
             return True
         if tag > _LAST_NEEDED:

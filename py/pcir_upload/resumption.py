@@ -2,7 +2,7 @@
 
 After every chunk the server confirms, the page stores a small record (localStorage). When
 the patient comes back and chooses the same disc again, the package is regenerated exactly
-as before (same listing order, level, `created`, contribution id), the chunks the server
+as before (same listing order, deflate levels, `created`, contribution id), the chunks the server
 already holds are recognised and skipped, and only the rest is sealed and sent.
 
 The record holds nothing that identifies the patient or the disc, and no key that reads
@@ -12,8 +12,9 @@ contribution's unfinished uploads, never read them (the receiver has no way to r
 upload back, and every byte is sealed to the repository's key). docs/FORMAT.md, "Resuming",
 specifies it and says why it is safe.
 
-Chunks are verified as a *prefix*: one running SHA-256 over the plaintexts of chunks
-0..n-1, rather than a digest per chunk, so that the record stays near 33 bytes per chunk
+Chunks are verified as a *prefix*: one running digest over the plaintexts of chunks 0..n-1
+(each chunk's SHA-256 chained onto the one before: P = SHA-256(P || SHA-256(chunk))), rather
+than a digest per chunk, so that the record stays near 33 bytes per chunk
 (the partial's id) and a 4.7 GB disc's record fits in about 40 KB. Chunks confirmed out of
 order (while an earlier one was still in flight) and chunks holding manifest bytes have a
 digest of their own ("others"), because the first may be followed by a gap and the second
@@ -35,6 +36,7 @@ from urllib.parse import urljoin
 
 from .disc import DiscFile
 from .envelope import Recipient
+from .levels import Levels
 
 RECORD_FORMAT = "pcir-resume"
 RECORD_VERSION = 1
@@ -111,9 +113,10 @@ class Record:
     endpoint: str
     recipient: str
     chunk_size: int
-    level: int
     salt: bytes
     disc: str
+    levels: list[tuple[int, int]] = field(default_factory=list)  # (first file, deflate level)
+    leveled: int = 0  # files whose level `levels` fixes
     prefix_sha256: str = hashlib.sha256().hexdigest()
     prefix: list[str] = field(default_factory=list)  # partial URLs of chunks 0..n-1
     others: list[Other] = field(default_factory=list)
@@ -144,8 +147,8 @@ class Record:
             "endpoint": self.endpoint,
             "recipient": self.recipient,
             "chunk_size": self.chunk_size,
-            "level": self.level,
             "disc": {"salt": _b64(self.salt), "hmac": self.disc},
+            "levels": {"runs": [list(run) for run in self.levels], "files": self.leveled},
             "chunks": len(self.prefix),
             "sha256": self.prefix_sha256,
             "parts": " ".join(_ref(self.endpoint, url) for url in self.prefix),
@@ -171,9 +174,10 @@ class Record:
                 endpoint=endpoint,
                 recipient=_match(_HEX32, data["recipient"]),
                 chunk_size=_count(data["chunk_size"]),
-                level=_count(data["level"]),
                 salt=base64.urlsafe_b64decode(_padded(_match(_B64, data["disc"]["salt"]))),
                 disc=_match(_B64, data["disc"]["hmac"]),
+                levels=[(_count(first), _count(level)) for first, level in data["levels"]["runs"]],
+                leveled=_count(data["levels"]["files"]),
                 prefix_sha256=_match(_HEX64, data["sha256"]),
                 prefix=[urljoin(endpoint, _ref_text(ref)) for ref in parts],
                 others=others,
@@ -184,8 +188,11 @@ class Record:
             raise RecordError(f"a damaged record: {exc}") from None
         if _count(data["chunks"]) != len(record.prefix):
             raise RecordError("the record's chunk count does not match its parts")
-        if not 1 <= record.chunk_size <= 16 * 1024 * 1024 or not 0 <= record.level <= 9:
-            raise RecordError("chunk size or level out of range")
+        if not 1 <= record.chunk_size <= 16 * 1024 * 1024:
+            raise RecordError("chunk size out of range")
+        firsts = [first for first, _ in record.levels]
+        if firsts != sorted(set(firsts)) or any(not 0 <= level <= 9 for _, level in record.levels):
+            raise RecordError("damaged deflate levels")
         indexes = [o.index for o in record.others]
         if len(set(indexes)) != len(indexes) or any(i < len(record.prefix) for i in indexes):
             raise RecordError("a chunk is recorded twice")
@@ -210,9 +217,10 @@ class Tracker:
     server holds (in any order); `record()` is then what to store. Memory stays bounded:
     only chunks not yet in the contiguous prefix are kept."""
 
-    def __init__(self, base: Record, pending: Sequence[Other] = ()):
+    def __init__(self, base: Record, levels: Levels, pending: Sequence[Other] = ()):
         self._base = base
-        self._running = hashlib.sha256()
+        self._levels = levels
+        self._running = hashlib.sha256().digest()
         self._pure = True  # no manifest byte seen yet: the running digest still means disc data
         self._chunks: dict[int, Chunk] = {}
         self._urls: dict[int, str] = {}
@@ -222,14 +230,15 @@ class Tracker:
         # that closing the page again while they wait loses none of them.
         self._pending = {o.index: o for o in pending}
 
-    def produced(self, index: int, plaintext: bytes, final: bool, manifest: bool) -> Chunk:
+    def produced(self, index: int, digest: bytes, final: bool, manifest: bool) -> Chunk:
+        """Chunk `index` was cut; `digest` is the SHA-256 of its plaintext."""
         running = None
         if self._pure and not manifest:
-            self._running.update(plaintext)
-            running = self._running.hexdigest()
+            self._running = hashlib.sha256(self._running + digest).digest()
+            running = self._running.hex()
         else:
             self._pure = False
-        chunk = Chunk(index, hashlib.sha256(plaintext).hexdigest(), final, manifest, running)
+        chunk = Chunk(index, digest.hex(), final, manifest, running)
         self._chunks[index] = chunk
         return chunk
 
@@ -259,8 +268,8 @@ class Tracker:
         base = self._base
         return Record(
             base.contribution_id, base.secret, base.created, base.endpoint, base.recipient,
-            base.chunk_size, base.level, base.salt, base.disc, self._prefix_sha256,
-            list(self._prefix), others,
+            base.chunk_size, base.salt, base.disc, list(self._levels.runs), self._levels.files,
+            self._prefix_sha256, list(self._prefix), others,
         )
 
 

@@ -344,10 +344,13 @@ class Target:
             headers[SECRET_HEADER] = self.secret
         return headers
 
-    def body_headers(self, offset: int, body: bytes) -> dict[str, str]:
+    def body_headers(self, offset: int, body: bytes, checksum: bytes | None = None) -> dict[str, str]:
+        """Headers of a request carrying `body` from `offset`; `checksum`, the body's SHA-256
+        if the caller has it already."""
         headers = self.headers(**{"Content-Type": CHUNK_TYPE, "Upload-Offset": str(offset)})
         if self.server.sha256:
-            headers["Upload-Checksum"] = "sha256 " + base64.b64encode(hashlib.sha256(body).digest()).decode()
+            digest = checksum if checksum is not None else hashlib.sha256(body).digest()
+            headers["Upload-Checksum"] = "sha256 " + base64.b64encode(digest).decode()
         return headers
 
     def resolve(self, location: str) -> str:
@@ -366,9 +369,11 @@ class Partial:
     `concatenate`. A partial whose creation answer was lost cannot be asked about (no
     Location), so a new one is made; the server expires the orphan."""
 
-    def __init__(self, index: int, data: bytes | None, url: str | None = None):
+    def __init__(self, index: int, data: bytes | None, url: str | None = None,
+                 checksum: bytes | None = None):
         self.index = index
         self.data = data  # None once stored: memory stays bounded by the chunks in flight
+        self._checksum = checksum  # SHA-256 of the whole chunk, if known
         self.length = len(data) if data is not None else None
         self.url = url
         self.offset = 0
@@ -403,7 +408,8 @@ class Partial:
             else:
                 body = data[self.offset:]
                 self.sent += len(body)
-                answer = await link.request("PATCH", self.url, target.body_headers(self.offset, body), body)
+                headers = target.body_headers(self.offset, body, self._checksum if not self.offset else None)
+                answer = await link.request("PATCH", self.url, headers, body)
                 if isinstance(answer, Response) and answer.status == 204:
                     self._confirm(link, _offset(answer))
                     attempt = conflicts = 0
@@ -428,7 +434,7 @@ class Partial:
         headers = target.headers(**{"Upload-Concat": "partial", "Upload-Length": str(len(data))})
         if not target.server.with_upload:
             return await link.request("POST", target.endpoint, headers)
-        headers.update(target.body_headers(0, data))
+        headers.update(target.body_headers(0, data, self._checksum))
         del headers["Upload-Offset"]  # a creation carries its length, not an offset
         self.sent += len(data)
         return await link.request("POST", target.endpoint, headers, data)

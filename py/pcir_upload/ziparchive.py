@@ -43,17 +43,17 @@ class _Entry:
 
 
 class ZipWriter:
-    """Turns entries into archive bytes; the caller sends the bytes on as they come.
+    """Frames entries into archive bytes; the caller sends the bytes on as they come.
 
-    Use: `begin(name, method)`, then `write(data)` any number of times, then `end()`, for
-    each entry; `finish()` once. Each returns the bytes to append to the archive.
+    Use: `begin(name, method)`, then `data(encoded)` any number of times, then
+    `end(crc, size)`, for each entry; `finish()` once. Each returns the bytes to append to
+    the archive. The entry's data is encoded elsewhere (`EntryEncoder`), so that it can be
+    compressed on another core while this writer stays in order.
     """
 
-    def __init__(self, level: int = 1):
-        self._level = level
+    def __init__(self) -> None:
         self._entries: list[_Entry] = []
         self._current: _Entry | None = None
-        self._compressor: zlib._Compress | None = None  # type: ignore[name-defined]
         self.offset = 0  # bytes of archive produced so far
 
     def _emit(self, data: bytes) -> bytes:
@@ -69,9 +69,6 @@ class ZipWriter:
         if not encoded or len(encoded) > _U16:
             raise ValueError(f"bad entry name {name!r}")
         self._current = _Entry(encoded, method, self.offset)
-        self._compressor = (
-            zlib.compressobj(self._level, zlib.DEFLATED, -15) if method == DEFLATED else None
-        )
         extra = _ZIP64_LOCAL_EXTRA.pack(0x0001, 16, 0, 0)
         header = _LOCAL.pack(
             0x04034B50, _VERSION, _FLAGS, method, _DOS_TIME, _DOS_DATE,
@@ -79,26 +76,23 @@ class ZipWriter:
         )
         return self._emit(header + encoded + extra)
 
-    def write(self, data: bytes) -> bytes:
-        entry = self._current
-        if entry is None:
+    def data(self, encoded: bytes) -> bytes:
+        """Entry data as stored (deflated or not): passed through, counted."""
+        if self._current is None:
             raise RuntimeError("no entry begun")
-        entry.crc = zlib.crc32(data, entry.crc)
-        entry.size += len(data)
-        out = self._compressor.compress(data) if self._compressor else data
-        entry.compressed_size += len(out)
-        return self._emit(out)
+        self._current.compressed_size += len(encoded)
+        return self._emit(encoded)
 
-    def end(self) -> bytes:
+    def end(self, crc: int, size: int) -> bytes:
+        """The data descriptor: the entry's CRC-32 and uncompressed size."""
         entry = self._current
         if entry is None:
             raise RuntimeError("no entry begun")
-        tail = self._compressor.flush() if self._compressor else b""
-        entry.compressed_size += len(tail)
+        entry.crc, entry.size = crc, size
         self._entries.append(entry)
-        self._current = self._compressor = None
+        self._current = None
         descriptor = _DESCRIPTOR.pack(0x08074B50, entry.crc, entry.compressed_size, entry.size)
-        return self._emit(tail + descriptor)
+        return self._emit(descriptor)
 
     def finish(self) -> bytes:
         if self._current is not None:
@@ -124,3 +118,46 @@ class ZipWriter:
             min(len(central), _U32), min(central_offset, _U32), 0,
         )
         return self._emit(central + zip64_end + locator + end)
+
+
+RUN_LENGTH = 0  # a deflate "level" below zlib's 1: matches of runs only, half again as fast
+
+
+def deflater(level: int) -> zlib._Compress:  # type: ignore[name-defined]
+    """Raw deflate at `level`: zlib's 1 to 9, or RUN_LENGTH (zlib's Z_RLE strategy at level 1,
+    for when the link is fast and the packers are the limit)."""
+    if level == RUN_LENGTH:
+        return zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_RLE)
+    return zlib.compressobj(level, zlib.DEFLATED, -15)
+
+
+class EntryEncoder:
+    """One entry's data as ZIP stores it, fed in pieces: raw deflate or stored as it is, and
+    the CRC-32 and size its data descriptor needs. zlib's output does not depend on how the
+    input is split, so the same file always encodes to the same bytes."""
+
+    def __init__(self, method: int, level: int = 1):
+        if method not in (STORED, DEFLATED):
+            raise ValueError(f"unsupported method {method}")
+        self.method = method
+        self._compressor = deflater(level) if method == DEFLATED else None
+        self.crc = 0
+        self.size = 0
+
+    def encode(self, data: bytes) -> bytes:
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        return self._compressor.compress(data) if self._compressor else data
+
+    def flush(self) -> bytes:
+        """The last of the entry's data; the encoder is done after it."""
+        tail = self._compressor.flush() if self._compressor else b""
+        self._compressor = None
+        return tail
+
+
+def entry(writer: ZipWriter, name: str, content: bytes, method: int = DEFLATED, level: int = 1) -> bytes:
+    """A whole entry at once: for small ones (the manifest) and tests."""
+    encoder = EntryEncoder(method, level)
+    encoded = encoder.encode(content) + encoder.flush()
+    return writer.begin(name, method) + writer.data(encoded) + writer.end(encoder.crc, encoder.size)

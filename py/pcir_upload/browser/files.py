@@ -18,7 +18,7 @@ _PLAIN = {
 }
 
 
-def _plain(error: Any) -> DiscReadError:
+def read_error(error: Any) -> DiscReadError:
     """A browser's read error (an exception or a rejection reason) in words for the patient."""
     name = str(getattr(error, "name", "") or str(error).split(":", 1)[0])
     return DiscReadError(_PLAIN.get(name, f"The file could not be read ({error})."))
@@ -34,7 +34,7 @@ class BrowserDisc:
         try:
             buffer = await self._files[path].slice(offset, offset + length).arrayBuffer()
         except JsException as exc:
-            raise _plain(exc) from None
+            raise read_error(exc) from None
         return buffer.to_bytes()
 
     async def read_heads(self, paths: Sequence[str], length: int) -> list[bytes | DiscReadError]:
@@ -43,4 +43,4 @@ class BrowserDisc:
         # Pyodide hands back each read's promise as a Python future; gather awaits them all.
         reads = [self._files[path].slice(0, length).arrayBuffer() for path in paths]
         outcomes = await asyncio.gather(*reads, return_exceptions=True)
-        return [_plain(o) if isinstance(o, BaseException) else o.to_bytes() for o in outcomes]
+        return [read_error(o) if isinstance(o, BaseException) else o.to_bytes() for o in outcomes]

@@ -55,6 +55,11 @@ class WebCrypto:
         result = await self._subtle.encapsulateBits(js_object(_MLKEM768), key)
         return to_bytes(result.sharedKey), to_bytes(result.ciphertext)
 
+    async def sha256(self, data: bytes) -> bytes:
+        """SHA-256, native and off this worker's thread (a whole message: WebCrypto has no
+        incremental hashing)."""
+        return to_bytes(await self._subtle.digest("SHA-256", uint8array(data)))
+
     async def aes_gcm_seal(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
         aes_key = await self._subtle.importKey(
             "raw", uint8array(key), js_object({"name": "AES-GCM"}), False,

@@ -21,6 +21,7 @@ from pyodide.ffi import create_once_callable
 from pyscript import window
 
 from ..contribution import Contribution, ContributionCancelled, Progress
+from ..package import LocalPacker, Packer
 from ..disc import DiscFile, make_listing
 from ..contents import ScannedDisc, assemble
 from ..discovery import classify_document, scan_disc
@@ -32,6 +33,7 @@ from . import storage
 from ._js import js_object
 from .fetch import FetchTransport
 from .files import BrowserDisc
+from .packers import PackerPool
 from .webcrypto import WebCrypto
 
 
@@ -67,6 +69,8 @@ _discs: list[_Disc] = []
 _documents: list[_Document] = []
 _session = _Session(None, keep=True)
 _contribution: Contribution | None = None  # the one being sent, for pause, resume and cancel
+_packers: PackerPool | None = None
+_wheels: list[str] = []  # the wheels this worker loaded, by URL
 _ONLINE_PATIENCE = 30  # seconds of "offline" before trying the network anyway
 
 
@@ -78,6 +82,23 @@ def _failure(message: str) -> str:
     return json.dumps({"error": message, "detail": traceback.format_exc()})
 
 
+def configure(wheels: list[str]) -> None:
+    """The wheels web/worker.py loaded: the packers need ours too."""
+    _wheels[:] = wheels
+
+
+def _start_packers(script: str | None) -> None:
+    """Start loading the packers (web/packer.mjs, at the URL the page gives; seconds of work)
+    while the patient reads and chooses."""
+    global _packers
+    ours = [url for url in _wheels if "/pcir_upload-" in url]
+    count = PackerPool.spare_cores()
+    if _packers is not None or not script or not ours or not count:
+        return
+    _packers = PackerPool(script, ours, count)
+    asyncio.ensure_future(_packers.start())
+
+
 def session(options: str) -> str:
     """Start this visit's session: has this person agreed to these terms recently?
 
@@ -86,6 +107,7 @@ def session(options: str) -> str:
     """
     global _session
     chosen = json.loads(options)
+    _start_packers(chosen.get("packer"))
     fresh = bool(chosen.get("fresh"))
     marker = None if fresh else parse_marker(storage.load())
     _session = _Session(marker, keep=not fresh)
@@ -260,11 +282,12 @@ async def contribute_disc(options: str) -> str:
             manifest["reason"] = reason[:2000]
         _contribution = Contribution(
             listing=contents.listing,
-            reader=BrowserDisc(files),
+            packer=await _packer(files),
             manifest=manifest,
             recipient=await _recipient(config, crypto),
             primitives=crypto,
             transport=FetchTransport(),
+            digest=crypto.sha256,
             endpoint=origin + config["upload_endpoint"],
             on_progress=_report,
             save_record=_save_record,
@@ -280,6 +303,9 @@ async def contribute_disc(options: str) -> str:
         return _failure(str(exc))
     except Exception:
         return _failure("Something went wrong while sending. Nothing was lost; please try again.")
+    finally:
+        if _packers is not None:
+            _packers.forget()
     # Done: drop every reference to the files, so nothing of them lingers in the worker.
     # After a failure they stay in hand, so that "try again" needs no new choice.
     del files, by_name
@@ -296,6 +322,18 @@ def _forget_contents() -> None:
     _contribution = None
 
 
-def memory_report() -> str:
-    """What the worker still holds of a disc: for the tests that check nothing lingers."""
-    return json.dumps({"disc_in_hand": bool(_discs or _documents), "large_buffers": large_buffers()})
+async def _packer(files: dict[str, Any]) -> Packer:
+    """The packers when they could start (waiting for them if they are still loading: half
+    the speed for the whole disc would cost more), else this worker packs."""
+    if _packers is None:
+        return LocalPacker(BrowserDisc(files))
+    await asyncio.shield(_packers.ready)
+    return _packers.packer(files)
+
+
+async def memory_report() -> str:
+    """What the worker and its packers still hold of a disc: for the tests that check nothing
+    lingers."""
+    packers = await _packers.report() if _packers is not None and _packers.ready.done() else []
+    return json.dumps({"disc_in_hand": bool(_discs or _documents), "large_buffers": large_buffers(),
+                       "packers": packers})

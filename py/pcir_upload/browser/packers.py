@@ -1,0 +1,182 @@
+"""The packer workers, from the page's Python worker: the other cores deflate while this one
+frames, seals and sends.
+
+Reading, hashing and deflating is most of a contribution's work. In one worker it runs at
+about 50 MB/s here, and the network, sealing and framing wait their turn; with packers (plain
+Pyodide workers, web/packer.mjs) doing it, the page's worker only puts their pieces in order.
+Each file goes to the packer with the least work waiting, and all of its pieces to the same
+one, which keeps its deflate state between them. A browser that cannot start them (no nested
+workers) packs in its own worker instead, more slowly, as does a contribution started before
+they are ready: nothing but the speed depends on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import js
+from pyodide.ffi import create_proxy
+
+from ..package import LocalPacker, Packer, Piece, PieceRequest
+from ._js import from_js, js_object
+from .files import BrowserDisc
+
+MAX_PACKERS = 2
+START_TIMEOUT = 60.0  # seconds for a packer to load Pyodide; it is cached after the first
+
+
+class PackerFailed(RuntimeError):
+    """A packer worker stopped (it ran out of memory, say); what it held is lost."""
+
+
+class _Worker:
+    def __init__(self, worker: Any):
+        self.worker = worker
+        self.waiting = 0  # disc bytes handed to it and not answered yet
+        self.answers: dict[int, tuple[asyncio.Future[Any], int]] = {}  # id -> (future, bytes)
+
+
+class PackerPool:
+    """The packer workers of this visit. `start()` once, early (Pyodide takes seconds to load);
+    `packer(files)` for each contribution."""
+
+    def __init__(self, url: str, wheels: list[str], count: int):
+        self._url = url
+        self._wheels = wheels
+        self._count = count
+        self._workers: list[_Worker] = []
+        self._ids = itertools.count()
+        self._handlers: list[Any] = []
+        self.ready = asyncio.get_event_loop().create_future()  # True, or False: pack here
+
+    @staticmethod
+    def spare_cores() -> int:
+        """Packers worth starting: one per core, up to two (this worker's own work is light)."""
+        if not hasattr(js, "Worker"):  # no workers inside workers (older Safari)
+            return 0
+        return max(1, min(MAX_PACKERS, int(getattr(js.navigator, "hardwareConcurrency", 1) or 1)))
+
+    async def start(self) -> None:
+        try:
+            started = [self._start_one() for _ in range(self._count)]
+            await asyncio.wait_for(asyncio.gather(*started), START_TIMEOUT)
+            ok = bool(self._workers)
+        except Exception:
+            ok = False
+        if not ok:
+            self._stop()
+        if not self.ready.done():
+            self.ready.set_result(ok)
+
+    async def _start_one(self) -> None:
+        worker = js.Worker.new(self._url, js_object({"type": "module"}))
+        started = asyncio.get_running_loop().create_future()
+        entry = _Worker(worker)
+        self._workers.append(entry)
+
+        def on_message(event: Any) -> None:
+            message = event.data
+            kind = str(message.kind)
+            if kind == "ready" and not started.done():
+                started.set_result(None)
+            elif kind == "failed" and not started.done():
+                started.set_exception(PackerFailed(str(message.error)))
+            elif kind == "broken":
+                self._stop(PackerFailed(f"a packer failed: {message.error}"))
+            elif kind in ("piece", "report"):
+                answer = entry.answers.pop(int(message.id), None)
+                if answer is not None:
+                    future, size = answer
+                    entry.waiting -= size
+                    if not future.done():
+                        future.set_result(message)
+
+        def on_error(event: Any) -> None:
+            failure = PackerFailed(str(getattr(event, "message", "") or "a packer worker stopped"))
+            if not started.done():
+                started.set_exception(failure)
+            self._stop(failure)
+
+        for name, handler in (("message", on_message), ("error", on_error), ("messageerror", on_error)):
+            proxy = create_proxy(handler)
+            self._handlers.append(proxy)
+            worker.addEventListener(name, proxy)
+        worker.postMessage(js_object({"wheels": self._wheels}))
+        await started
+
+    def _stop(self, failure: PackerFailed | None = None) -> None:
+        """No more packers this visit (one died, or they did not start): what they were asked
+        fails, and later contributions pack in this worker."""
+        for entry in self._workers:
+            entry.worker.terminate()
+            for future, _ in entry.answers.values():
+                if not future.done():
+                    future.set_exception(failure or PackerFailed("the packers were stopped"))
+            entry.answers.clear()
+        self._workers.clear()
+
+    def _ask(self, entry: _Worker, message: dict[str, Any], size: int = 0) -> asyncio.Future[Any]:
+        ident = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entry.answers[ident] = (future, size)
+        entry.waiting += size
+        entry.worker.postMessage(js_object({**message, "id": ident}))
+        return future
+
+    def packer(self, files: Mapping[str, Any]) -> Packer:
+        """The packer for one contribution over these File objects (by package path)."""
+        if self.ready.done() and self.ready.result() and self._workers:
+            for entry in self._workers:
+                entry.worker.postMessage(js_object({"kind": "reset"}))
+            return _WorkerPacker(self, files)
+        return LocalPacker(BrowserDisc(dict(files)))
+
+    def forget(self) -> None:
+        """The contribution is over: the packers drop any file they were part way through."""
+        for entry in self._workers:
+            entry.worker.postMessage(js_object({"kind": "reset"}))
+
+    async def report(self) -> list[dict[str, Any]]:
+        """What each packer still holds (see `packer.report`)."""
+        answers = [self._ask(entry, {"kind": "report"}) for entry in self._workers]
+        return [json.loads(str(answer.report)) for answer in await asyncio.gather(*answers)]
+
+
+class _WorkerPacker:
+    """`Packer` on the pool's workers."""
+
+    def __init__(self, pool: PackerPool, files: Mapping[str, Any]):
+        self._pool = pool
+        self._files = files
+        self._assigned: dict[int, _Worker] = {}  # file index -> its packer, while in progress
+
+    def submit(self, request: PieceRequest) -> Awaitable[Piece]:
+        workers = self._pool._workers
+        if not workers:
+            raise PackerFailed("the packer workers have stopped")
+        if request.first:
+            self._assigned[request.file] = min(workers, key=lambda w: w.waiting)
+        entry = self._assigned[request.file]
+        if request.last:
+            del self._assigned[request.file]
+        answer = self._pool._ask(entry, {
+            "kind": "piece", "file": self._files[request.path], "index": request.file,
+            "path": request.path, "size": request.size, "offset": request.offset,
+            "length": request.length, "level": request.level, "first": request.first,
+            "last": request.last,
+        }, request.length)
+        return _piece(answer)
+
+
+async def _piece(answer: asyncio.Future[Any]) -> Piece:
+    message = await answer
+    error = getattr(message, "error", None)  # a string, or undefined
+    return Piece(
+        data=from_js(message.data), method=int(message.method), end=bool(message.end),
+        skipped=bool(message.skipped), crc=int(message.crc), size=int(message.size),
+        sha256=str(message.sha256), error=error if isinstance(error, str) else None,
+    )

@@ -1,0 +1,82 @@
+// A packer: reads, hashes and deflates pieces of the disc's files on a core of its own, for the
+// page's Python worker, which frames, seals and sends them (pcir_upload.browser.packers). The
+// work itself is Python (pcir_upload.browser.packer); this file only moves messages and reads.
+// Pieces are worked on in the order they arrive, which is their order in the package. The next
+// piece is read while this one is deflated, and never more than that: a CD drive reading two
+// places at once spends its time seeking.
+import { loadPyodide } from './pyodide/pyodide.mjs';
+
+const READS_AHEAD = 2;  // the piece being worked on and the next one
+const queue = [];  // {message, read}: pieces and resets, in order
+let python = null;  // the packer module, once Pyodide has loaded it
+let working = false;
+
+function startReads() {
+  for (const item of queue.slice(0, READS_AHEAD)) {
+    const m = item.message;
+    if (item.read || m.kind !== 'piece') continue;
+    item.read = m.length ? m.file.slice(m.offset, m.offset + m.length).arrayBuffer()
+      : Promise.resolve(new ArrayBuffer(0));
+    item.read.catch(() => {});  // awaited below; not an unhandled rejection meanwhile
+  }
+}
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+async function work() {
+  if (working || !python) return;
+  working = true;
+  while (queue.length) {
+    startReads();
+    const { message, read } = queue[0];
+    let data;  // undefined, not null: Python sees None (null would be pyodide.ffi.jsnull)
+    let error;
+    if (read) {
+      try {
+        data = new Uint8Array(await read);
+      } catch (failure) {
+        error = failure && failure.name ? failure.name : String(failure);
+      }
+    }
+    queue.shift();
+    startReads();
+    try {
+      await handle(message, data, error);
+    } catch (failure) {
+      // A fault of ours, not of the disc: the page's worker stops using packers and says so.
+      postMessage({ kind: 'broken', error: String(failure) });
+      queue.length = 0;
+    }
+  }
+  working = false;
+}
+
+async function handle(message, data, error) {
+  if (message.kind === 'piece') {
+    // A file in one piece (most DICOM files) is hashed by WebCrypto, three times as fast as in
+    // wasm, while it is deflated; larger files are hashed piece by piece in Python.
+    const whole = data !== undefined && message.first && message.last;
+    const digesting = whole ? crypto.subtle.digest('SHA-256', data) : null;
+    const answer = python.pack(message, data, error, whole);  // a plain object, made in Python
+    if (digesting) answer.sha256 = hex(new Uint8Array(await digesting));
+    postMessage(answer, [answer.data.buffer]);
+  } else if (message.kind === 'reset') {
+    python.reset();
+  } else if (message.kind === 'report') {
+    postMessage({ kind: 'report', id: message.id, report: python.report() });
+  }
+}
+
+onmessage = async ({ data: start }) => {
+  // The first message says where our wheel is; later ones wait in the queue until Python runs.
+  onmessage = ({ data: message }) => { queue.push({ message, read: null }); work(); };
+  try {
+    const pyodide = await loadPyodide();
+    await pyodide.loadPackage(start.wheels);
+    python = pyodide.pyimport('pcir_upload.browser.packer');
+    postMessage({ kind: 'ready' });
+    work();
+  } catch (failure) {
+    postMessage({ kind: 'failed', error: String(failure) });
+  }
+};

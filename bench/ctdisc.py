@@ -23,6 +23,7 @@ import json
 import math
 import random
 import shutil
+import struct
 import sys
 from pathlib import Path
 
@@ -197,6 +198,41 @@ def ct_folder(out: Path, size_mib: int, log=print) -> Path:
     listing = _listing(root)
     record.write_text(json.dumps(listing))
     log(f"  {len(listing)} files, {sum(listing.values()) / 2**20:.0f} MiB")
+    return root
+
+
+def ct_volume(out: Path, size_mib: int, log=print) -> Path:
+    """A folder holding one DICOM file of at least `size_mib` MiB: a multi-frame CT-like volume
+    (the slices above, one frame each), as a scanner's enhanced export can be. Generated once.
+
+    pydicom writes the header; the pixel data element is appended frame by frame, so no
+    1.5 GiB bytes object is ever built here either.
+    """
+    root = out / f"volume-{size_mib}MiB"
+    record = out / f"volume-{size_mib}MiB.json"
+    if root.is_dir() and record.is_file() and json.loads(record.read_text()) == _listing(root):
+        log(f"reusing {root}")
+        return root
+    log(f"generating {root} (once; reused by later runs)")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    rng = random.Random(20261201)
+    pools = _pools(rng)
+    frames = math.ceil(size_mib * 1024 * 1024 / SLICE_BYTES)
+    ds = _dataset({"uid": generate_uid()}, generate_uid(), 1, 1, 0.0, b"")
+    del ds.PixelData
+    ds.NumberOfFrames = frames
+    path = root / "VOLUME.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with open(path, "ab") as f:
+        f.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, frames * SLICE_BYTES))
+        for i in range(frames):
+            f.write(slice_pixels(i / max(1, frames - 1), pools, rng))
+            if (i + 1) % 512 == 0:
+                log(f"  {i + 1}/{frames} frames")
+    listing = _listing(root)
+    record.write_text(json.dumps(listing))
+    log(f"  1 file, {sum(listing.values()) / 2**20:.0f} MiB")
     return root
 
 

@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cdp import CDP, CDPError, Chromium, memory_bytes  # noqa: E402
-from ctdisc import ct_folder  # noqa: E402
+from ctdisc import ct_folder, ct_volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -58,6 +58,19 @@ class BenchFailure(Exception):
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def small_files(out: Path, count: int) -> Path:
+    """`count` small CT files (about 1 KB each) without a DICOMDIR, made once (tests/discs.py)."""
+    root = out / f"small-{count}"
+    if not (root / "IMAGES").is_dir() or sum(1 for p in root.rglob("*") if p.is_file()) != count:
+        shutil.rmtree(root, ignore_errors=True)
+        sys.path.insert(0, str(ROOT / "tests"))
+        from discs import many_small_dicom_files
+
+        log(f"generating {root}")
+        many_small_dicom_files(root, count)
+    return root
 
 
 # --- the receiver -----------------------------------------------------------------------------
@@ -315,7 +328,7 @@ def print_profile(name: str, profile: dict[str, Any], seconds: float) -> None:
     for sample in profile["samples"]:
         frame = by_id[sample]["callFrame"]
         where = frame["url"].rsplit("/", 1)[-1]
-        key = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber']}"
+        key = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber']}:{frame['columnNumber']}"
         self_time[key] = self_time.get(key, 0.0) + interval
     busy = sum(t for k, t in self_time.items() if not k.startswith("(idle)"))
     print(f"\n{name}: busy {busy:.1f} of {seconds:.1f} s")
@@ -324,7 +337,7 @@ def print_profile(name: str, profile: dict[str, Any], seconds: float) -> None:
 
 
 def contribute(url: str, folder: Path, expected_files: int, figures: Figures, memory: bool,
-               profile: float = 0) -> None:
+               profile: float = 0, profile_scan: float = 0) -> None:
     """The patient's path through the page, measured."""
     browser = Chromium()
     try:
@@ -333,6 +346,8 @@ def contribute(url: str, folder: Path, expected_files: int, figures: Figures, me
         log(f"Python ready after {figures.python_ready_s:.1f} s; handing over the folder")
         page.agree()
         page.hand_folder(folder)
+        if profile_scan:
+            page.profile(profile_scan)
         state = page.until(lambda s: s["scanned"] or s["files"] == 0, 600, figures.peaks, 0.1)
         if state["files"] != expected_files:
             raise BenchFailure(f"the page received {state['files']} files, the folder has {expected_files}")
@@ -463,15 +478,27 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument("--no-memory", action="store_true",
                          help="do not sample memory (to check that sampling does not slow the upload)")
     options.add_argument("--folder", type=Path, help="benchmark this folder instead (e.g. a real disc)")
+    options.add_argument("--one-file", action="store_true",
+                         help="the disc is one DICOM file of --size-mib (a multi-frame volume)")
+    options.add_argument("--small-files", type=int, metavar="N",
+                         help="the disc is N small CT files without a DICOMDIR (tests/discs.py), "
+                              "as for the summary of a 20,000-file disc")
     options.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                          help="2 s into the upload, sample the CPU of the page and its workers for "
                               "SECONDS and print where the time went (slows the run)")
+    options.add_argument("--profile-scan", type=float, default=0, metavar="SECONDS",
+                         help="the same, from the moment the folder is handed over")
     args = options.parse_args(argv)
     if not (ROOT / "dist" / "index.html").is_file():
         print("dist/ is not built: run `python build.py` first", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
-    folder = args.folder.resolve() if args.folder else ct_folder(OUT, args.size_mib, log)
+    if args.folder:
+        folder = args.folder.resolve()
+    elif args.small_files:
+        folder = small_files(OUT, args.small_files)
+    else:
+        folder = (ct_volume if args.one_file else ct_folder)(OUT, args.size_mib, log)
     listing = [p for p in folder.rglob("*") if p.is_file()]
     if not listing:
         print(f"{folder} holds no files", file=sys.stderr)
@@ -484,11 +511,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         receiver, url = start_receiver(run_dir / "data", run_dir / "server.log")
         log(f"receiver at {url}, data in {run_dir / 'data'}")
-        contribute(url, folder, len(listing), figures, not args.no_memory, args.profile)
+        contribute(url, folder, len(listing), figures, not args.no_memory, args.profile, args.profile_scan)
         log(f"receipt {figures.receipt}; unpacking")
         stop(receiver)
         unpack_and_verify(run_dir / "data", run_dir / "unpacked", folder, figures)
-        rows = report(figures, str(args.folder) if args.folder else f"--size-mib {args.size_mib}")
+        what = (str(args.folder) if args.folder else f"--small-files {args.small_files}" if args.small_files
+                else f"--size-mib {args.size_mib}{' --one-file' * args.one_file}")
+        rows = report(figures, what)
         (OUT / "last-run.json").write_text(json.dumps(
             {"date": datetime.now(timezone.utc).isoformat(), "folder": str(folder),
              "figures": asdict(figures), "table": rows}, indent=2))

@@ -67,11 +67,30 @@ const worker = (async () => {
   const element = document.querySelector('script[type="py"][worker]');
   while (!element.xworker) await new Promise((resolve) => setTimeout(resolve, 20));
   await element.xworker.ready;
-  return element.xworker.sync;
+  return element.xworker;
 })();
 
 async function call(name, ...args) {
-  return JSON.parse(await (await worker)[name](...args));
+  return JSON.parse(await (await worker).sync[name](...args));
+}
+
+// A folder's listing goes to the worker in messages of its own, cloned with their File objects:
+// passed as a call's argument, every entry would be a proxy read back across the bridge, one
+// property at a time. Cloning a File costs Chromium most of a millisecond, so a disc of many
+// files goes in parts, and the page stays responsive in between. The call names the listing.
+const LISTING_PART = 500;
+let listings = 0;
+async function callWithListing(name, entries) {
+  const id = ++listings;
+  const xworker = await worker;
+  const answer = call(name, id);
+  const parts = Math.max(1, Math.ceil(entries.length / LISTING_PART));
+  for (let part = 0; part < parts; part++) {
+    const slice = entries.slice(part * LISTING_PART, (part + 1) * LISTING_PART);
+    xworker.postMessage({ pcirListing: id, part, parts, entries: slice });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  return answer;
 }
 
 async function startSession(fresh) {
@@ -173,7 +192,7 @@ async function scanDisc(list) {
       showError(t('choose.empty'));
       return;
     }
-    answer = await call('scan', entries);
+    answer = await callWithListing('scan', entries);
   } catch (error) {
     answer = { error: t('error.folder'), detail: String(error) };
   }
@@ -187,7 +206,7 @@ async function scanDisc(list) {
 async function addDocuments(entries) {
   clearError();
   if (!entries.length) return;
-  const answer = await call('add_documents', entries);
+  const answer = await callWithListing('add_documents', entries);
   $('documents-input').value = '';
   if (answer.error) { showError(answer.error, answer.detail); return; }
   documents = answer.documents;

@@ -474,7 +474,7 @@ class Contribution:
         """The package cut into plaintext chunks, each with (files, disc bytes) done at its end.
 
         Cut only while more than a chunk is pending, so the final chunk is never empty. A
-        piece of the package (up to 4 MiB of one file, compressed) may end several chunks:
+        piece of the package (up to 4 MiB of one file, compressed) may end a chunk or more:
         each is credited with its share of the piece's disc bytes, not all of them, so that
         progress does not run ahead of the chunks confirmed."""
         size = self._chunk_size

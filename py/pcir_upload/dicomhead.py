@@ -9,17 +9,16 @@ precedes, so pixel data and the large groups after it are never parsed, nor need
 
 from __future__ import annotations
 
-import io
 import re
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
 
-import pydicom
-from pydicom.filereader import read_dataset
+from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
+from pydicom.valuerep import PersonName
 
-from .dicommeta import PREAMBLE, TRANSFER_SYNTAX, UNDEFINED, file_meta, is_part10, is_vr
+from .dicommeta import LONG_VRS, PREAMBLE, TRANSFER_SYNTAX, UNDEFINED, VRS, file_meta, is_part10, is_vr
 
 __all__ = ["MEDIA_STORAGE_DIRECTORY", "Head", "Instance", "read_head"]
 
@@ -143,46 +142,134 @@ def _dataset(
     data: bytes, whole: bool, size: int | None, *, implicit: bool, little: bool, transfer_syntax: str, bare: bool
 ) -> Head:
     """Parse the dataset up to SeriesNumber; a `bare` one (no DICM) must also look like DICOM."""
-    watch = _Watch(size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # forced reads of odd files warn about everything
-        ds = read_dataset(io.BytesIO(data), implicit, little, stop_when=watch)
-        instance = _instance(ds, transfer_syntax)
-    complete = whole or watch.stopped or watch.broken
+    walk = _walk(data, implicit, little, size)
+    instance = _instance(walk, transfer_syntax)
+    complete = whole or walk.stopped or walk.broken
     if bare:
-        well_formed = watch.count >= _MIN_BARE_ELEMENTS and not watch.broken
+        well_formed = walk.count >= _MIN_BARE_ELEMENTS and not walk.broken
         uids = (instance.sop_class_uid, instance.sop_instance_uid, instance.study_uid, instance.series_uid)
         if not (well_formed and any(_UID.match(u) and len(u) <= 64 for u in uids)):
             # Not (yet) convincing: a longer head may show more elements.
-            return Head(dicom=False, complete=complete or watch.broken)
+            return Head(dicom=False, complete=complete or walk.broken)
     return Head(dicom=True, complete=complete, instance=instance)
 
 
-class _Watch:
-    """pydicom's stop_when: stops after the summary's fields, and on elements no valid file has."""
+@dataclass
+class _Walked:
+    """What walking a dataset's top-level elements found."""
 
-    def __init__(self, size: int | None):
-        self._size = size
-        self._last = -1
-        self.count = 0
-        self.stopped = False  # reached an element after SeriesNumber: the head was long enough
-        self.broken = False  # tags out of order or a length past the end of the file
-
-    def __call__(self, tag: int, vr: str | None, length: int) -> bool:
-        tag = int(tag)  # pydicom's BaseTag compares in Python; a plain int in C, once per element
-        if tag < self._last or (self._size is not None and length != UNDEFINED and length > self._size):
-            self.broken = True
-            return True
-        if tag > _LAST_NEEDED:
-            self.stopped = True
-            return True
-        if tag != self._last:
-            self.count += 1
-        self._last = tag
-        return False
+    values: dict[int, bytes]  # the wanted elements' raw values
+    count: int = 0  # elements seen
+    stopped: bool = False  # reached an element after SeriesNumber: the head was long enough
+    broken: bool = False  # tags out of order, a length past the end of the file, or garbage
 
 
-# Instance field -> tag; looked up by tag, which skips pydicom's keyword lookup per access.
+class _Cut(Exception):
+    """The head ends inside an element."""
+
+
+def _walk(data: bytes, implicit: bool, little: bool, size: int | None) -> _Walked:
+    """The dataset's top-level elements up to SeriesNumber, walked by hand: every element but
+    the dozen the summary needs is skipped by its length, sequences by their delimiters.
+    (pydicom's reader builds each element it passes; on a 20,000-file disc that was most of
+    the scan.) Like pydicom, it reads the first element's VR to tell explicit from implicit,
+    whatever the transfer syntax claims."""
+    walked = _Walked({})
+    if len(data) >= 6:
+        implicit = bytes(data[4:6]) not in VRS
+    codec = _Codec(little, implicit)
+    pos, last = 0, -1
+    try:
+        while pos + 8 <= len(data):
+            tag, length, start = codec.element(data, pos)
+            if tag < last:
+                walked.broken = True
+                break
+            if tag > _LAST_NEEDED:
+                walked.stopped = True
+                break
+            if size is not None and length != UNDEFINED and length > size:
+                walked.broken = True
+                break
+            if tag != last:
+                walked.count += 1
+            last = tag
+            if length == UNDEFINED:
+                pos = _past_sequence(data, start, codec)
+                continue
+            if start + length > len(data):
+                raise _Cut
+            if tag in _WANTED:
+                walked.values[tag] = bytes(data[start : start + length])
+            pos = start + length
+    except _Cut:
+        pass
+    except _Garbage:
+        walked.broken = True
+    return walked
+
+
+class _Garbage(Exception):
+    """Bytes no valid file has there."""
+
+
+class _Codec:
+    """Element headers in one transfer syntax's byte order and VR rule (PS3.5 7.1)."""
+
+    def __init__(self, little: bool, implicit: bool):
+        order = "<" if little else ">"
+        self.implicit = implicit
+        self._implicit = struct.Struct(order + "HHI")
+        self._explicit = struct.Struct(order + "HH2sH")
+        self._long = struct.Struct(order + "I")
+
+    def element(self, data: bytes, pos: int) -> tuple[int, int, int]:
+        """(tag, value length, where the value starts) of the element at `pos`."""
+        if self.implicit:
+            group, element, length = self._implicit.unpack_from(data, pos)
+            return (group << 16) | element, length, pos + 8
+        group, element, vr, length = self._explicit.unpack_from(data, pos)
+        if vr in LONG_VRS:
+            if pos + 12 > len(data):
+                raise _Cut
+            return (group << 16) | element, self._long.unpack_from(data, pos + 8)[0], pos + 12
+        if vr not in VRS and group != 0xFFFE:
+            raise _Garbage
+        return (group << 16) | element, length, pos + 8
+
+    def delimiter(self, data: bytes, pos: int) -> tuple[int, int]:
+        """(tag, length) of an item or delimitation item: these have no VR in any syntax."""
+        group, element, length = self._implicit.unpack_from(data, pos)
+        return (group << 16) | element, length
+
+
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+
+
+def _past_sequence(data: bytes, pos: int, codec: _Codec) -> int:
+    """Where an undefined-length sequence whose items start at `pos` ends."""
+    while pos + 8 <= len(data):
+        tag, length = codec.delimiter(data, pos)
+        pos += 8
+        if tag == _SEQUENCE_END:
+            return pos
+        if tag != _ITEM:
+            raise _Garbage
+        pos = _past_item(data, pos, codec) if length == UNDEFINED else pos + length
+    raise _Cut
+
+
+def _past_item(data: bytes, pos: int, codec: _Codec) -> int:
+    """Where an undefined-length item whose elements start at `pos` ends."""
+    while pos + 8 <= len(data):
+        if codec.delimiter(data, pos)[0] == _ITEM_END:
+            return pos + 8
+        _, length, start = codec.element(data, pos)
+        pos = _past_sequence(data, start, codec) if length == UNDEFINED else start + length
+    raise _Cut
+
+
+# Instance field -> tag.
 _FIELDS = {
     "patient_name": 0x00100010,
     "patient_id": 0x00100020,
@@ -196,25 +283,46 @@ _FIELDS = {
     "sop_instance_uid": 0x00080018,
     "sop_class_uid": 0x00080016,
 }
+_CHARACTER_SET = 0x00080005
+_PATIENT_NAME = 0x00100010
+# Text the character set applies to (SH, LO): the descriptions and the patient's id.
+_CHARSET_TAGS = {0x00100020, 0x00081030, 0x0008103E}
 
 
-def _instance(ds: pydicom.Dataset, transfer_syntax: str) -> Instance:
-    """The summary's fields; a value that does not decode is left empty rather than failing the file."""
-    values = {}
-    for field, tag in _FIELDS.items():
+_WANTED = set(_FIELDS.values()) | {_CHARACTER_SET}
+
+
+def _instance(walked: _Walked, transfer_syntax: str) -> Instance:
+    """The summary's fields as the header spells them, decoded in its character set; a value
+    that does not decode is left empty rather than failing the file."""
+    values = walked.values
+    encodings = ["iso8859"]
+    if _CHARACTER_SET in values:
         try:
-            values[field] = _text(ds[tag].value) if tag in ds else ""
+            terms = [t.strip() for t in values[_CHARACTER_SET].decode("latin-1").split("\\")]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an unknown term warns, and is left out
+                encodings = convert_encodings(terms)
         except Exception:
-            values[field] = ""
-    return Instance(transfer_syntax=transfer_syntax, **values)
+            pass
+    fields = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # odd values warn about everything
+        for field, tag in _FIELDS.items():
+            raw = values.get(tag)
+            try:
+                fields[field] = "" if raw is None else _text(raw, tag, encodings)
+            except Exception:
+                fields[field] = ""
+    return Instance(transfer_syntax=transfer_syntax, **fields)
 
 
-def _text(value: object) -> str:
+def _text(raw: bytes, tag: int, encodings: list[str]) -> str:
     """A value as the header spells it; multiple values joined with '\\' as on the wire."""
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("latin-1").strip("\0 ")
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v).strip() for v in value)  # type: ignore[union-attr]
-    return str(value).strip("\0 ")
+    if tag == _PATIENT_NAME:
+        text = str(PersonName(raw.rstrip(b"\0 "), encodings))
+    elif tag in _CHARSET_TAGS:
+        text = decode_bytes(raw, encodings, TEXT_VR_DELIMS)
+    else:
+        text = raw.decode("latin-1")
+    return "\\".join(part.strip("\0 ") for part in text.split("\\")).strip("\0 ")

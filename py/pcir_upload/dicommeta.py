@@ -11,7 +11,12 @@ import struct
 PREAMBLE = 128  # bytes before "DICM"
 UNDEFINED = 0xFFFFFFFF
 TRANSFER_SYNTAX = 0x00020010
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+# Explicit VR elements of these VRs have a 4-byte length after 2 reserved bytes (PS3.5 7.1.2).
+LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+VRS = LONG_VRS | {
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+}
 
 
 def is_part10(head: bytes) -> bool:
@@ -35,7 +40,7 @@ def file_meta(head: bytes, offset: int) -> tuple[dict[int, str], int | None]:
         if group != 0x0002:
             return values, pos
         vr = bytes(head[pos + 4 : pos + 6])  # the head may be a bytearray
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > len(head):
                 return values, None
             length, start = struct.unpack_from("<I", head, pos + 8)[0], pos + 12

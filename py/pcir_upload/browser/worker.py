@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import js
-from pyodide.ffi import create_once_callable
+from pyodide.ffi import create_once_callable, create_proxy
 from pyscript import window
 
 from ..contribution import Contribution, ContributionCancelled, Progress
@@ -83,8 +83,9 @@ def _failure(message: str) -> str:
 
 
 def configure(wheels: list[str]) -> None:
-    """The wheels web/worker.py loaded: the packers need ours too."""
+    """Start listening to the page; `wheels`, what web/worker.py loaded: the packers need ours too."""
     _wheels[:] = wheels
+    js.addEventListener("message", create_proxy(_message))
 
 
 def _start_packers(script: str | None) -> None:
@@ -190,17 +191,50 @@ async def cancel() -> str:
     return json.dumps({})
 
 
-def _listed(entries: Any) -> tuple[list[DiscFile], dict[str, Any]]:
-    """The page's [{path, file}] as a listing and the File objects by package path."""
-    chosen = [entries[i] for i in range(entries.length)]
+_listings: dict[int, _Listing] = {}
+_LISTING_PATIENCE = 60.0  # seconds without a part of a listing the page is sending
+
+
+class _Listing:
+    """A listing the page sends in parts (app.js, callWithListing), in any order."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, Any] = {}
+        self.count: int | None = None
+        self.arrived = asyncio.Event()
+
+    def add(self, part: int, count: int, entries: Any) -> None:
+        self.parts[part], self.count = entries, count
+        self.arrived.set()
+
+    async def entries(self) -> list[Any]:
+        while self.count is None or len(self.parts) < self.count:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), _LISTING_PATIENCE)
+        return [part[i] for _, part in sorted(self.parts.items()) for i in range(part.length)]
+
+
+def _message(event: Any) -> None:
+    data = event.data
+    ident = getattr(data, "pcirListing", None)
+    if isinstance(ident, int):
+        _listings.setdefault(ident, _Listing()).add(int(data.part), int(data.parts), data.entries)
+
+
+async def _listed(ident: int) -> tuple[list[DiscFile], dict[str, Any]]:
+    """The page's listing `ident` as a listing and the File objects by package path."""
+    try:
+        chosen = await _listings.setdefault(int(ident), _Listing()).entries()
+    finally:
+        _listings.pop(int(ident), None)
     indexed = make_listing([(str(e.path), int(e.file.size)) for e in chosen])
     return [f for _, f in indexed], {f.path: chosen[i].file for i, f in indexed}
 
 
-async def scan(entries: Any) -> str:
+async def scan(listing_id: int) -> str:
     """Add a disc: take the page's listing of the chosen folder; answer with its summary."""
     try:
-        listing, files = _listed(entries)
+        listing, files = await _listed(listing_id)
         summary = (await scan_disc(listing, BrowserDisc(files))).to_json()
     except Exception:
         return _failure("The folder could not be read. Please try choosing it again.")
@@ -216,10 +250,10 @@ def remove_disc(index: int) -> str:
     return json.dumps({"discs": len(_discs)})
 
 
-async def add_documents(entries: Any) -> str:
+async def add_documents(listing_id: int) -> str:
     """Add scanned documents (PDF, JPEG, PNG; anything else is carried too, as it is)."""
     try:
-        listing, files = _listed(entries)
+        listing, files = await _listed(listing_id)
         heads = await BrowserDisc(files).read_heads([f.path for f in listing], 16)
     except Exception:
         return _failure("The documents could not be read. Please try adding them again.")

@@ -36,7 +36,7 @@ from pcir_upload.server.tus import TUS_VERSION, authority, TusEndpoint
 
 UPLOAD_ENDPOINT = "/files/"
 EXPIRE_EVERY = 3600.0
-# A final upload names every partial in one header: 1,200 of them (a DVD in 4 MiB chunks)
+# A final upload names every partial in one header: 1,200 of them (a DVD in 4 MiB chunks, as a sender may cut)
 # is about 50 KB, past h11's 16 KiB default for a request head.
 MAX_REQUEST_HEAD = 1024 * 1024
 

@@ -2,21 +2,29 @@
 // page's Python worker, which frames, seals and sends them (pcir_upload.browser.packers). The
 // work itself is Python (pcir_upload.browser.packer); this file only moves messages and reads.
 // Pieces are worked on in the order they arrive, which is their order in the package. The next
-// piece is read while this one is deflated, and never more than that: a CD drive reading two
-// places at once spends its time seeking.
+// pieces are read while this one is deflated: up to 8 MiB of them, so that a disc of small
+// files is not read one at a time (each read costs Chromium a millisecond or more, however
+// small), but not more, and at least the next one.
 import { loadPyodide } from './pyodide/pyodide.mjs';
 
-const READS_AHEAD = 2;  // the piece being worked on and the next one
+const READS_AHEAD = 8;  // pieces being read at once, at most
+const READ_AHEAD_BYTES = 8 * 1024 * 1024;  // and their bytes, beyond the next piece
 const queue = [];  // {message, read}: pieces and resets, in order
 let python = null;  // the packer module, once Pyodide has loaded it
 let working = false;
 
 function startReads() {
-  for (const item of queue.slice(0, READS_AHEAD)) {
+  let bytes = 0;
+  for (const [n, item] of queue.slice(0, READS_AHEAD).entries()) {
     const m = item.message;
-    if (item.read || m.kind !== 'piece') continue;
-    item.read = m.length ? m.file.slice(m.offset, m.offset + m.length).arrayBuffer()
-      : Promise.resolve(new ArrayBuffer(0));
+    if (m.kind !== 'piece') continue;
+    bytes += m.length;
+    if (n > 1 && bytes > READ_AHEAD_BYTES) break;
+    if (item.read) continue;
+    // A whole file is read as it is: Blob.slice() costs Chromium a round trip of its own.
+    const whole = m.offset === 0 && m.length === m.file.size;
+    item.read = !m.length ? Promise.resolve(new ArrayBuffer(0))
+      : (whole ? m.file : m.file.slice(m.offset, m.offset + m.length)).arrayBuffer();
     item.read.catch(() => {});  // awaited below; not an unhandled rejection meanwhile
   }
 }

@@ -490,7 +490,9 @@ class Contribution:
             disc_after = packager.bytes_read
             pending += piece
             while len(pending) > size:
-                plaintext = bytes(pending[:size])
+                view = memoryview(pending)
+                plaintext = bytes(view[:size])  # one copy, where pending[:size] made two
+                view.release()
                 del pending[:size]
                 produced += size
                 holds_manifest = manifest_at is not None and manifest_at < produced

@@ -7,7 +7,7 @@ from typing import Any
 import js
 from pyodide.ffi import JsException
 
-from ._js import js_object, to_bytes, uint8array
+from ._js import from_js, js_object, to_bytes, uint8array
 
 _X25519 = {"name": "X25519"}
 _MLKEM768 = {"name": "ML-KEM-768"}
@@ -73,4 +73,4 @@ class WebCrypto:
             aes_key,
             uint8array(plaintext),
         )
-        return to_bytes(sealed)
+        return from_js(js.Uint8Array.new(sealed))  # bytes once HPKE puts enc before it

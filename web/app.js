@@ -67,27 +67,29 @@ const worker = (async () => {
   const element = document.querySelector('script[type="py"][worker]');
   while (!element.xworker) await new Promise((resolve) => setTimeout(resolve, 20));
   await element.xworker.ready;
-  return element.xworker;
+  return element.xworker.sync;
 })();
 
 async function call(name, ...args) {
-  return JSON.parse(await (await worker).sync[name](...args));
+  return JSON.parse(await (await worker)[name](...args));
 }
 
 // A folder's listing goes to the worker in messages of its own, cloned with their File objects:
 // passed as a call's argument, every entry would be a proxy read back across the bridge, one
 // property at a time. Cloning a File costs Chromium most of a millisecond, so a disc of many
 // files goes in parts, and the page stays responsive in between. The call names the listing.
+// The messages go on a channel of this page's own (a random name: no other tab hears them),
+// apart from PyScript's, whose worker end handles messages of its own.
 const LISTING_PART = 500;
+const listingChannel = new BroadcastChannel(`pcir-listings-${crypto.randomUUID()}`);
 let listings = 0;
 async function callWithListing(name, entries) {
   const id = ++listings;
-  const xworker = await worker;
   const answer = call(name, id);
   const parts = Math.max(1, Math.ceil(entries.length / LISTING_PART));
   for (let part = 0; part < parts; part++) {
     const slice = entries.slice(part * LISTING_PART, (part + 1) * LISTING_PART);
-    xworker.postMessage({ pcirListing: id, part, parts, entries: slice });
+    listingChannel.postMessage({ pcirListing: id, part, parts, entries: slice });
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
   return answer;
@@ -100,6 +102,7 @@ async function startSession(fresh) {
     confirmations: confirmations().map((box) => box.value),
     fresh,
     packer: new URL('./packer.mjs', import.meta.url).href,  // the worker starts its helpers
+    listings: listingChannel.name,
   }));
   $('welcome-returning').hidden = !session.returning;
   $('welcome-unfinished').hidden = !session.unfinished;

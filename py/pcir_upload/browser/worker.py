@@ -83,9 +83,18 @@ def _failure(message: str) -> str:
 
 
 def configure(wheels: list[str]) -> None:
-    """Start listening to the page; `wheels`, what web/worker.py loaded: the packers need ours too."""
+    """The wheels web/worker.py loaded: the packers need ours too."""
     _wheels[:] = wheels
-    js.addEventListener("message", create_proxy(_message))
+
+
+_channel: Any = None  # where the page sends listings (app.js, callWithListing)
+
+
+def _listen(name: str | None) -> None:
+    global _channel
+    if _channel is None and name:
+        _channel = js.BroadcastChannel.new(name)
+        _channel.addEventListener("message", create_proxy(_message))
 
 
 def _start_packers(script: str | None) -> None:
@@ -108,6 +117,7 @@ def session(options: str) -> str:
     """
     global _session
     chosen = json.loads(options)
+    _listen(chosen.get("listings"))
     _start_packers(chosen.get("packer"))
     fresh = bool(chosen.get("fresh"))
     marker = None if fresh else parse_marker(storage.load())

@@ -66,7 +66,7 @@ out, arrays, total = {}, [], 0
 start = time.perf_counter()
 for i in range(files.length):
     f = files[i]
-    arrays.append(js.Uint8Array.new(await f.slice(0, f.size).arrayBuffer()))
+    arrays.append(js.Uint8Array.new(await f.arrayBuffer()))  # as the packers read a whole file
     total += f.size
     if total >= limit:
         break

@@ -113,6 +113,43 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+class BenchRun:
+    """One run's folder under bench/out/ and the receiver it serves: the receiver is stopped
+    and the folder removed after a run that worked (kept with --keep, or after a failure,
+    which is printed, not raised, so that `ok` says how the run went)."""
+
+    def __init__(self, prefix: str, keep: bool):
+        self.path = OUT / datetime.now(timezone.utc).strftime(f"{prefix}-%Y%m%dT%H%M%SZ")
+        self.keep = keep
+        self.ok = False
+        self._receiver: subprocess.Popen | None = None
+
+    def start_receiver(self) -> str:
+        self._receiver, url = start_receiver(self.path / "data", self.path / "server.log")
+        return url
+
+    def stop_receiver(self) -> None:
+        if self._receiver is not None:
+            stop(self._receiver)
+            self._receiver = None
+
+    def __enter__(self) -> BenchRun:
+        self.path.mkdir(parents=True)
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> bool:
+        self.stop_receiver()
+        failed = isinstance(error, (BenchFailure, CDPError, OSError))
+        if failed:
+            print(f"\nFAILED: {error}", file=sys.stderr)
+        self.ok = error is None
+        if self.ok and not self.keep:
+            shutil.rmtree(self.path)
+        else:
+            log(f"run folder kept: {self.path}")
+        return failed
+
+
 # --- what runs inside the browser ---------------------------------------------------------------
 
 # Evaluated in the worker before it runs its first line: keeps a reference to every
@@ -503,35 +540,21 @@ def main(argv: list[str] | None = None) -> int:
     if not listing:
         print(f"{folder} holds no files", file=sys.stderr)
         return 2
-    run_dir = OUT / datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ")
-    run_dir.mkdir()
     figures = Figures()
-    receiver = None
-    ok = False
-    try:
-        receiver, url = start_receiver(run_dir / "data", run_dir / "server.log")
-        log(f"receiver at {url}, data in {run_dir / 'data'}")
+    with BenchRun("run", args.keep) as run:
+        url = run.start_receiver()
+        log(f"receiver at {url}, data in {run.path / 'data'}")
         contribute(url, folder, len(listing), figures, not args.no_memory, args.profile, args.profile_scan)
         log(f"receipt {figures.receipt}; unpacking")
-        stop(receiver)
-        unpack_and_verify(run_dir / "data", run_dir / "unpacked", folder, figures)
+        run.stop_receiver()
+        unpack_and_verify(run.path / "data", run.path / "unpacked", folder, figures)
         what = (str(args.folder) if args.folder else f"--small-files {args.small_files}" if args.small_files
                 else f"--size-mib {args.size_mib}{' --one-file' * args.one_file}")
         rows = report(figures, what)
         (OUT / "last-run.json").write_text(json.dumps(
             {"date": datetime.now(timezone.utc).isoformat(), "folder": str(folder),
              "figures": asdict(figures), "table": rows}, indent=2))
-        ok = True
-    except (BenchFailure, CDPError, OSError) as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-    finally:
-        if receiver:
-            stop(receiver)
-        if ok and not args.keep:
-            shutil.rmtree(run_dir)
-        else:
-            log(f"run folder kept: {run_dir}")
-    return 0 if ok else 1
+    return 0 if run.ok else 1
 
 
 if __name__ == "__main__":

@@ -29,18 +29,16 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "tests")]
-from cdp import CDPError, Chromium  # noqa: E402
+from cdp import Chromium  # noqa: E402
 from ctdisc import ct_folder  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 from pipeline import (  # noqa: E402
-    OUT, ROOT, BenchFailure, Figures, PageDriver, contribute, log, start_receiver, stop,
-    unpack_and_verify,
+    OUT, ROOT, BenchFailure, BenchRun, Figures, PageDriver, contribute, log, unpack_and_verify,
 )
 
 from pcir_upload.server.store import all_uploads  # noqa: E402
@@ -133,30 +131,26 @@ def main(argv: list[str] | None = None) -> int:
     listing = [p for p in folder.rglob("*") if p.is_file()]
     disc_bytes = sum(p.stat().st_size for p in listing)
     rate = args.mbit * 1e6 / 8  # bytes per second
-    run_dir = OUT / datetime.now(timezone.utc).strftime("slowlink-%Y%m%dT%H%M%SZ")
-    run_dir.mkdir()
-    receiver = None
-    ok = False
-    try:
-        os.environ["PCIR_SITE"] = str(site_with_baseline(run_dir))
-        receiver, url = start_receiver(run_dir / "data", run_dir / "server.log")
+    with BenchRun("slowlink", args.keep) as run:
+        os.environ["PCIR_SITE"] = str(site_with_baseline(run.path))
+        url = run.start_receiver()
         with FaultProxy(url) as proxy:
             proxy.throttle(rate)
             log(f"receiver at {url}, through a {args.mbit:g} Mbit/s link at {proxy.url}")
             ours = Figures()
             contribute(proxy.url, folder, len(listing), ours, memory=False)
             log(f"the page: {ours.upload_s:.1f} s; now the baseline")
-            before = {u.id for u in all_uploads(run_dir / "data")}
+            before = {u.id for u in all_uploads(run.path / "data")}
             baseline = run_baseline(proxy.url, folder, len(listing))
-        uploads = [u for u in all_uploads(run_dir / "data") if u.id not in before]
+        uploads = [u for u in all_uploads(run.path / "data") if u.id not in before]
         baseline_bytes = sum(u.offset for u in uploads)
         if len(uploads) != len(listing) or baseline_bytes != disc_bytes:
             raise BenchFailure(f"the baseline left {len(uploads)} uploads of {baseline_bytes} bytes; "
                                f"the disc has {len(listing)} files of {disc_bytes} bytes")
-        stop(receiver)
+        run.stop_receiver()
         for upload in uploads:  # unpack would refuse them: they are not contributions
             shutil.rmtree(upload.data_path.parent, ignore_errors=True)
-        unpack_and_verify(run_dir / "data", run_dir / "unpacked", folder, ours)
+        unpack_and_verify(run.path / "data", run.path / "unpacked", folder, ours)
         rows = [
             ("the page (packaged, sealed)", ours.upload_s, ours.bytes_sent),
             ("tus-js-client, raw files", baseline["seconds"], baseline_bytes),
@@ -175,17 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(timezone.utc).isoformat(), "mbit": args.mbit, "files": len(listing),
             "disc_bytes": disc_bytes, "page": {"seconds": ours.upload_s, "bytes": ours.bytes_sent},
             "baseline": {"seconds": baseline["seconds"], "bytes": baseline_bytes}}, indent=2))
-        ok = True
-    except (BenchFailure, CDPError, OSError) as exc:
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-    finally:
-        if receiver:
-            stop(receiver)
-        if ok and not args.keep:
-            shutil.rmtree(run_dir)
-        else:
-            log(f"run folder kept: {run_dir}")
-    return 0 if ok else 1
+    return 0 if run.ok else 1
 
 
 if __name__ == "__main__":

@@ -130,9 +130,7 @@ class PackerPool:
     def packer(self, files: Mapping[str, Any]) -> Packer:
         """The packer for one contribution over these File objects (by package path)."""
         if self.ready.done() and self.ready.result() and self._workers:
-            for entry in self._workers:
-                entry.worker.postMessage(js_object({"kind": "reset"}))
-            return _WorkerPacker(self, files)
+            return _WorkerPacker(self, files)  # clean: `forget` ends every contribution
         return LocalPacker(BrowserDisc(dict(files)))
 
     def forget(self) -> None:

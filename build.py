@@ -64,10 +64,10 @@ PYODIDE_FILES = [
     "pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json",
 ]
 # The repository-side modules need pyca/cryptography and Starlette; the page never imports them.
-SERVER_ONLY = {"server", "cli.py", "unpack.py", "keys.py"}
+SERVER_ONLY = {"repository", "cli.py"}
 # What the page's worker imports before it answers (web/worker.py): traced in Pyodide to know
 # which modules to precompile.
-ENTRY_MODULES = ["pcir_upload.browser.worker", "pcir_upload.browser.packer"]
+ENTRY_MODULES = ["pcir_upload.page.browser.worker", "pcir_upload.page.browser.packer"]
 # pydicom's test data: neither the page nor `import pydicom` reads it (see pydicom_for_the_page).
 PYDICOM_TEST_DATA = ("pydicom/data/test_files/", "pydicom/data/charset_files/")
 # pydicom.sr: the code dictionaries for writing Structured Reports (3.3 MB of source, 0.45 MB

@@ -71,8 +71,8 @@ def serve(site: Path, data: Path, port_file: Path, log_file: Path) -> None:
     """The receiver's app on a free port of 127.0.0.1, every response counted into log_file."""
     import uvicorn
 
-    from pcir_upload.keys import keygen, load_public_keys
-    from pcir_upload.server.app import create_app, uvicorn_options
+    from pcir_upload.repository.keys import keygen, load_public_keys
+    from pcir_upload.repository.receive.app import create_app, uvicorn_options
 
     keygen(data)
     keys = load_public_keys(data / "public_key.pem")

@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT / "py"), str(ROOT / "tests")]
 import discs  # noqa: E402
 from support import FolderDisc  # noqa: E402
 
-from pcir_upload.discovery import scan_disc  # noqa: E402
+from pcir_upload.page.disc.discovery import scan_disc  # noqa: E402
 
 
 class SlowDisc(FolderDisc):

@@ -41,7 +41,7 @@ from pipeline import (  # noqa: E402
     OUT, ROOT, BenchFailure, BenchRun, Figures, PageDriver, contribute, log, unpack_and_verify,
 )
 
-from pcir_upload.server.store import all_uploads  # noqa: E402
+from pcir_upload.repository.receive.store import all_uploads  # noqa: E402
 
 # The baseline's page. Its script may not be inline (the receiver's CSP), so it is a file too.
 BASELINE_HTML = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>baseline</title>

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from browsing import CHROMIUM, CHROMIUM_ARGS, DIST
-from pcir_upload.keys import PrivateKeys, PublicKeys, keygen, load_private_keys, load_public_keys
+from pcir_upload.repository.keys import PrivateKeys, PublicKeys, keygen, load_private_keys, load_public_keys
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pcir_upload.contribution import Contribution, Progress, Receipt
-from pcir_upload.envelope import SUITE_HYBRID, Recipient
-from pcir_upload.package import LocalPacker
-from pcir_upload.server.store import all_uploads
-from pcir_upload.tus import Response, Retry, TransportError
-from pcir_upload.unpack import unpack_all
+from pcir_upload.page.upload.contribution import Contribution, Progress, Receipt
+from pcir_upload.page.seal.envelope import SUITE_HYBRID, Recipient
+from pcir_upload.page.package.package import LocalPacker
+from pcir_upload.repository.receive.store import all_uploads
+from pcir_upload.page.upload.tus import Response, Retry, TransportError
+from pcir_upload.repository.unpack import unpack_all
 from support import FolderDisc, HttpxTransport, PycaPrimitives, files_of
 
 CHUNK = 64 * 1024

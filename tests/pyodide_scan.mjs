@@ -17,8 +17,8 @@ for (const [source, target] of [
 const summary = await py.runPythonAsync(`
 import json, os, sys
 sys.path[:0] = ["/lib/mounted", "/lib/ours"]
-from pcir_upload.disc import DiscFile, DiscReadError
-from pcir_upload.discovery import scan_disc
+from pcir_upload.page.disc.disc import DiscFile, DiscReadError
+from pcir_upload.page.disc.discovery import scan_disc
 
 class Disc:
     def __init__(self, root):

@@ -16,10 +16,10 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pcir_upload.disc import DiscFile, DiscReadError
-from pcir_upload.keys import PublicKeys
-from pcir_upload.server.app import create_app
-from pcir_upload.tus import Response, TransportError
+from pcir_upload.page.disc.disc import DiscFile, DiscReadError
+from pcir_upload.repository.keys import PublicKeys
+from pcir_upload.repository.receive.app import create_app
+from pcir_upload.page.upload.tus import Response, TransportError
 
 
 @contextmanager

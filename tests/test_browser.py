@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, ChunkHeader
-from pcir_upload.unpack import OPENERS, unpack_all
+from pcir_upload.page.seal.envelope import SUITE_HYBRID, SUITE_X25519, ChunkHeader
+from pcir_upload.repository.unpack import OPENERS, unpack_all
 from browsing import DIST, Recorder, agree, assert_nothing_held, to_review, worker_holds
 from support import files_of, receiver
 
@@ -175,9 +175,9 @@ def run_python_in_page(page: Page, code: str) -> str:
 WEBCRYPTO_PRELUDE = """
 import base64, json
 import js
-from pcir_upload import hpke
-from pcir_upload.browser._js import js_object
-from pcir_upload.browser.webcrypto import WebCrypto
+from pcir_upload.page.seal import hpke
+from pcir_upload.page.browser._js import js_object
+from pcir_upload.page.browser.webcrypto import WebCrypto
 """
 
 
@@ -214,7 +214,7 @@ def test_chunks_sealed_by_webcrypto_open_with_pyca(browser, site, keys, suite) -
     page.goto(url + "/")
     public_key = keys.public.hybrid if suite == SUITE_HYBRID else keys.public.classical
     code = WEBCRYPTO_PRELUDE + f"""
-from pcir_upload.envelope import Recipient, Sealer
+from pcir_upload.page.seal.envelope import Recipient, Sealer
 sealer = Sealer(WebCrypto(), Recipient({suite!r}, bytes.fromhex({public_key.hex()!r})), bytes(range(16)))
 chunks = [await sealer.seal(bytes([i]) * 100_000, final=(i == 2)) for i in range(3)]
 result = json.dumps([c.hex() for c in chunks])

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, Page
 
 from browsing import DIST, agree, to_review
 from discs import general_purpose_cd, ihe_pdi_cd, many_small_dicom_files, one_page_pdf, picture
-from pcir_upload.unpack import unpack_all
+from pcir_upload.repository.unpack import unpack_all
 from support import files_of, receiver
 
 

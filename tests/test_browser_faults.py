@@ -17,8 +17,8 @@ from playwright.sync_api import Browser, Page
 
 from browsing import DIST, agree, assert_nothing_held, to_review
 from faultproxy import FaultProxy
-from pcir_upload.ledger import entries
-from pcir_upload.unpack import unpack_all
+from pcir_upload.repository.receive.ledger import entries
+from pcir_upload.repository.unpack import unpack_all
 from receiverproc import ReceiverProcess
 from support import files_of, receiver
 

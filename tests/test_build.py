@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pcir_upload.server.app import IMMUTABLE_PATH
+from pcir_upload.repository.receive.app import IMMUTABLE_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "dist"
@@ -246,9 +246,9 @@ def test_the_wheels_are_whole_and_precompiled() -> None:
     with zipfile.ZipFile(ours) as z:
         names = z.namelist()
         # Our own modules keep their source (tracebacks) with bytecode beside it.
-        assert "pcir_upload/browser/worker.py" in names
-        assert any(re.fullmatch(r"pcir_upload/browser/__pycache__/worker\.cpython-3\d+\.pyc", n) for n in names)
-        assert not any(n.startswith(("pcir_upload/server/", "pcir_upload/cli")) for n in names)
+        assert "pcir_upload/page/browser/worker.py" in names
+        assert any(re.fullmatch(r"pcir_upload/page/browser/__pycache__/worker\.cpython-3\d+\.pyc", n) for n in names)
+        assert not any(n.startswith(("pcir_upload/repository/", "pcir_upload/cli")) for n in names)
 
 
 @needs_dist

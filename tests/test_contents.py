@@ -3,8 +3,8 @@ left out unless asked for, and the manifest telling the truth about what was lef
 
 from __future__ import annotations
 
-from pcir_upload.contents import ScannedDisc, assemble
-from pcir_upload.disc import DiscFile
+from pcir_upload.page.disc.contents import ScannedDisc, assemble
+from pcir_upload.page.disc.disc import DiscFile
 
 
 def disc(*files: tuple[str, int, str]) -> ScannedDisc:

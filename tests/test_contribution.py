@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from pcir_upload.contribution import Progress, Receipt, contribute, receipt_code
-from pcir_upload.disc import DiscReadError
-from pcir_upload.discovery import scan_disc
-from pcir_upload.envelope import SUITE_HYBRID, SUITE_X25519, Recipient, Sealer
-from pcir_upload.package import LocalPacker
-from pcir_upload.tus import Link, Target, Upload, discover
+from pcir_upload.page.upload.contribution import Progress, Receipt, contribute, receipt_code
+from pcir_upload.page.disc.disc import DiscReadError
+from pcir_upload.page.disc.discovery import scan_disc
+from pcir_upload.page.seal.envelope import SUITE_HYBRID, SUITE_X25519, Recipient, Sealer
+from pcir_upload.page.package.package import LocalPacker
+from pcir_upload.page.upload.tus import Link, Target, Upload, discover
 from pcir_upload.cli import main
-from pcir_upload.unpack import unpack_all
+from pcir_upload.repository.unpack import unpack_all
 from support import FolderDisc, HttpxTransport, PycaPrimitives, files_of, receiver
 
 

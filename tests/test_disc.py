@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from pcir_upload.disc import DiscFile, make_listing, package_path, path_problem
+from pcir_upload.page.disc.disc import DiscFile, make_listing, package_path, path_problem
 
 
 def test_the_listing_is_sorted_whatever_order_the_browser_gives() -> None:

@@ -19,9 +19,9 @@ from pydicom.data import get_testdata_file
 
 import discs
 from discs import GP_SOURCES, facts, gp_file_id, write
-from pcir_upload.dicomhead import read_head
-from pcir_upload.disc import DiscReadError
-from pcir_upload.discovery import HEAD_LENGTHS, MAX_BATCH_FILES, classify_document, scan_disc
+from pcir_upload.page.disc.dicomhead import read_head
+from pcir_upload.page.disc.disc import DiscReadError
+from pcir_upload.page.disc.discovery import HEAD_LENGTHS, MAX_BATCH_FILES, classify_document, scan_disc
 from support import FolderDisc
 
 pytestmark = pytest.mark.skipif(not discs.have_dcmtk(), reason="DCMTK is not installed (apt install dcmtk)")
@@ -598,8 +598,8 @@ def test_a_batch_that_fails_whole_is_read_file_by_file(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(autorun=st.text(max_size=300), page=st.text(max_size=300))
 def test_any_autorun_or_index_page_text_is_survived(autorun, page):
-    from pcir_upload.disc import DiscFile
-    from pcir_upload.discroles import Look, assign_roles
+    from pcir_upload.page.disc.disc import DiscFile
+    from pcir_upload.page.disc.discroles import Look, assign_roles
 
     listing = [DiscFile("AUTORUN.INF", 10), DiscFile("INDEX.HTM", 10), DiscFile("A/B.EXE", 10), DiscFile("C", 1)]
     texts = {"AUTORUN.INF": "[autorun]\nopen=" + autorun + "\nicon=" + autorun, "INDEX.HTM": page + f"<a href='{autorun}'>"}

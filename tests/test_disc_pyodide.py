@@ -14,7 +14,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 import discs
-from pcir_upload.discovery import scan_disc
+from pcir_upload.page.disc.discovery import scan_disc
 from support import FolderDisc
 
 ROOT = Path(__file__).resolve().parent.parent

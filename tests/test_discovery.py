@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
-from pcir_upload.disc import DiscFile
-from pcir_upload.discovery import describe_disc, find_dicomdirs
+from pcir_upload.page.disc.disc import DiscFile
+from pcir_upload.page.disc.discovery import describe_disc, find_dicomdirs
 
 # pydicom's test disc: a DICOMDIR written by dcmmkdir, variants of it, and TINY_ALPHA/DICOMDIR.
 DISC = Path(get_testdata_file("DICOMDIR-reordered")).parent

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from conftest import Keys
-from pcir_upload.keys import PUBLIC_KEY_NAME
-from pcir_upload.server.store import completed_uploads
+from pcir_upload.repository.keys import PUBLIC_KEY_NAME
+from pcir_upload.repository.receive.store import completed_uploads
 from receiverproc import ReceiverProcess
 
 TUS = {"Tus-Resumable": "1.0.0"}

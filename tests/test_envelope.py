@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from pcir_upload.envelope import (
+from pcir_upload.page.seal.envelope import (
     FLAG_FINAL, HEADER_SIZE, SUITE_HYBRID, SUITE_X25519, ChunkHeader, EnvelopeError, Recipient,
     Sealer, message_overhead)
-from pcir_upload.keys import PrivateKeys, keygen, load_private_keys, load_public_keys
-from pcir_upload.unpack import UnpackError, open_envelope
+from pcir_upload.repository.keys import PrivateKeys, keygen, load_private_keys, load_public_keys
+from pcir_upload.repository.unpack import UnpackError, open_envelope
 from support import PycaPrimitives
 
 

@@ -14,7 +14,7 @@ import pydicom.data
 import pytest
 
 from browsing import DIST, ROOT
-from pcir_upload.unpack import unpack_all
+from pcir_upload.repository.unpack import unpack_all
 from support import files_of, receiver
 
 FIREFOX = "/usr/bin/firefox-esr"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from browsing import CHROMIUM, CHROMIUM_ARGS, DIST
-from pcir_upload.server.app import create_app
+from pcir_upload.repository.receive.app import create_app
 from support import running
 
 

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pcir_upload.envelope import HEADER_SIZE, SUITE_X25519, ChunkHeader, EnvelopeError, Recipient, Sealer, read_chunks
-from pcir_upload.keys import PrivateKeys
-from pcir_upload.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
-from pcir_upload.unpack import UnpackError, open_envelope, unpack_upload
-from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter, entry
+from pcir_upload.page.seal.envelope import HEADER_SIZE, SUITE_X25519, ChunkHeader, EnvelopeError, Recipient, Sealer, read_chunks
+from pcir_upload.repository.keys import PrivateKeys
+from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
+from pcir_upload.repository.unpack import UnpackError, open_envelope, unpack_upload
+from pcir_upload.page.package.ziparchive import DEFLATED, STORED, ZipWriter, entry
 from support import PycaPrimitives
 
 KEY = x25519.X25519PrivateKey.generate()

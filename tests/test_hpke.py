@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import hpke as pyca_hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
-from pcir_upload.keys import keygen, load_private_keys, load_public_keys
+from pcir_upload.repository.keys import keygen, load_private_keys, load_public_keys
 
-from pcir_upload import hpke
+from pcir_upload.page.seal import hpke
 from support import PycaPrimitives
 
 # From RFC 9180's test-vectors.json (as shipped in the cryptography_vectors package):

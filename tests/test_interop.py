@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pcir_upload.contribution import Progress, contribute
-from pcir_upload.envelope import SUITE_HYBRID, Recipient
-from pcir_upload.package import LocalPacker
-from pcir_upload.server.store import completed_uploads
-from pcir_upload.tus import Link, State, Target, Upload, discover
-from pcir_upload.unpack import unpack_upload
+from pcir_upload.page.upload.contribution import Progress, contribute
+from pcir_upload.page.seal.envelope import SUITE_HYBRID, Recipient
+from pcir_upload.page.package.package import LocalPacker
+from pcir_upload.repository.receive.store import completed_uploads
+from pcir_upload.page.upload.tus import Link, State, Target, Upload, discover
+from pcir_upload.repository.unpack import unpack_upload
 from support import FolderDisc, HttpxTransport, PycaPrimitives, files_of, receiver
 
 INTEROP = Path(__file__).parent / "interop"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pcir_upload.leftovers import large_buffers
+from pcir_upload.page.session.leftovers import large_buffers
 
 MIB = 1 << 20
 

@@ -15,10 +15,10 @@ import pydicom
 import pytest
 
 from discs import many_small_dicom_files, one_page_pdf, picture, have_dcmtk
-from pcir_upload.compressible import worth_deflating
-from pcir_upload.disc import DiscReadError
-from pcir_upload.levels import HIGHEST, LOWEST, SETTLE, START, Levels
-from pcir_upload.package import (
+from pcir_upload.page.package.compressible import worth_deflating
+from pcir_upload.page.disc.disc import DiscReadError
+from pcir_upload.page.package.levels import HIGHEST, LOWEST, SETTLE, START, Levels
+from pcir_upload.page.package.package import (
     AHEAD_BYTES, MANIFEST_NAME, READ_SIZE, LocalPacker, Packager, Piece, PieceRequest,
 )
 from support import FolderDisc

@@ -19,9 +19,9 @@ import pydicom.data
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright
 
-from pcir_upload.marker import STORAGE_KEY
-from pcir_upload.server.app import CONTENT_SECURITY_POLICY
-from pcir_upload.unpack import unpack_all
+from pcir_upload.page.session.marker import STORAGE_KEY
+from pcir_upload.repository.receive.app import CONTENT_SECURITY_POLICY
+from pcir_upload.repository.unpack import unpack_all
 from support import receiver
 from browsing import CHROMIUM, CHROMIUM_ARGS, DIST, Recorder, agree, assert_nothing_held, to_review
 

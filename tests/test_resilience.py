@@ -19,9 +19,9 @@ from contributing import (
 )
 from faultproxy import FaultProxy
 from pcir_upload.cli import main
-from pcir_upload.contribution import ContributionCancelled, Progress
-from pcir_upload.keys import PUBLIC_KEY_NAME
-from pcir_upload.server.store import all_uploads
+from pcir_upload.page.upload.contribution import ContributionCancelled, Progress
+from pcir_upload.repository.keys import PUBLIC_KEY_NAME
+from pcir_upload.repository.receive.store import all_uploads
 from receiverproc import ReceiverProcess
 from support import FolderDisc, receiver
 
@@ -281,7 +281,7 @@ def test_cancel_deletes_everything_the_server_holds(net, tmp_path, keys, folder,
 
 def test_giving_up_is_said_plainly_and_keeps_the_record(net, folder, keys) -> None:
     proxy, data = net
-    from pcir_upload.tus import Retry
+    from pcir_upload.page.upload.tus import Retry
 
     def on_progress(run: Run, p: Progress) -> None:
         if p.bytes_sent > 5 * CHUNK:

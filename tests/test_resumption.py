@@ -21,15 +21,15 @@ from contributing import (
     interrupted, make_disc, orphans, prepare, upload_id,
 )
 from faultproxy import FaultProxy
-from pcir_upload.contribution import ContributionCancelled, Progress
-from pcir_upload.disc import DiscFile
-from pcir_upload.levels import Levels
-from pcir_upload.package import AHEAD_BYTES, LocalPacker, Packager
-from pcir_upload.resumption import (
+from pcir_upload.page.upload.contribution import ContributionCancelled, Progress
+from pcir_upload.page.disc.disc import DiscFile
+from pcir_upload.page.package.levels import Levels
+from pcir_upload.page.package.package import AHEAD_BYTES, LocalPacker, Packager
+from pcir_upload.page.upload.resumption import (
     CONTINUING, DIFFERENT_DISC, DISC_CHANGED, KEY_CHANGED, PARTS_GONE, UNUSABLE, Other, Record,
     RecordError, disc_fingerprint, new_secret,
 )
-from pcir_upload.server.store import all_uploads
+from pcir_upload.repository.receive.store import all_uploads
 from support import FolderDisc, receiver
 
 

@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from pcir_upload import cli
-from pcir_upload.server import store as store_module
-from pcir_upload.server.app import CONTENT_SECURITY_POLICY, create_app, media_type
-from pcir_upload.server.store import completed_uploads
+from pcir_upload.repository.receive import store as store_module
+from pcir_upload.repository.receive.app import CONTENT_SECURITY_POLICY, create_app, media_type
+from pcir_upload.repository.receive.store import completed_uploads
 from support import receiver
 
 PUBLIC_KEY = bytes(range(32))
@@ -859,7 +859,7 @@ def test_serve_takes_allowed_origins() -> None:
 
 
 def test_one_log_line_per_contribution_event(data: Path, site: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="pcir_upload.server")
+    caplog.set_level(logging.INFO, logger="pcir_upload.repository.receive")
     with running(data, site, expire_after=3600, expire_every=0.2) as client:
         whole = create(client, 5)
         assert patch(client, whole, 0, b"12345").status_code == 204
@@ -870,7 +870,7 @@ def test_one_log_line_per_contribution_event(data: Path, site: Path, caplog: pyt
         stale = create(client, 9)
         age(data, stale, 4000)
         eventually(lambda: not (data / "uploads" / stale.rsplit("/", 1)[1]).exists())
-    lines = [r.getMessage() for r in caplog.records if r.name == "pcir_upload.server"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pcir_upload.repository.receive"]
     ids = [u.rsplit("/", 1)[1] for u in (whole, joined, dropped, stale)]
     assert lines == [
         f"upload {ids[0]} created: length 5, 0 bytes with it",
@@ -881,7 +881,7 @@ def test_one_log_line_per_contribution_event(data: Path, site: Path, caplog: pyt
         f"upload {ids[3]} created: length 9, 0 bytes with it",
         f"upload {ids[3]} expired: 0 bytes of 9",
     ]
-    assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "pcir_upload.server")
+    assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "pcir_upload.repository.receive")
 
 
 def test_a_whole_contribution_is_terminated_by_its_secret(client: httpx.Client) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pcir_upload.server.app import (
+from pcir_upload.repository.receive.app import (
     CACHE_IMMUTABLE, CONTENT_SECURITY_POLICY, accepted_encodings, cache_control,
 )
 from support import receiver

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pcir_upload.server.store import all_uploads, completed_uploads
-from pcir_upload.tus import (
+from pcir_upload.repository.receive.store import all_uploads, completed_uploads
+from pcir_upload.page.upload.tus import (
     Link, Partial, PartialState, Response, Retry, Server, State, Target, TransportError, Upload,
     UploadError, concatenate, discover,
 )

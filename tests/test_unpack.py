@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
-from pcir_upload.envelope import SUITE_X25519, Recipient, Sealer
-from pcir_upload.keys import PrivateKeys
-from pcir_upload.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
-from pcir_upload import unpack as unpack_module
-from pcir_upload.unpack import UnpackError, unpack_upload
-from pcir_upload.ziparchive import DEFLATED, STORED, ZipWriter, entry
+from pcir_upload.page.seal.envelope import SUITE_X25519, Recipient, Sealer
+from pcir_upload.repository.keys import PrivateKeys
+from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
+from pcir_upload.repository import unpack as unpack_module
+from pcir_upload.repository.unpack import UnpackError, unpack_upload
+from pcir_upload.page.package.ziparchive import DEFLATED, STORED, ZipWriter, entry
 from support import PycaPrimitives
 
 KEY = x25519.X25519PrivateKey.generate()

@@ -1,6 +1,6 @@
 // A packer: reads, hashes and deflates pieces of the disc's files on a core of its own, for the
-// page's Python worker, which frames, seals and sends them (pcir_upload.browser.packers). The
-// work itself is Python (pcir_upload.browser.packer); this file only moves messages and reads.
+// page's Python worker, which frames, seals and sends them (pcir_upload.page.browser.packers). The
+// work itself is Python (pcir_upload.page.browser.packer); this file only moves messages and reads.
 // Pieces are worked on in the order they arrive, which is their order in the package. The next
 // pieces are read while this one is deflated: up to 8 MiB of them, so that a disc of small
 // files is not read one at a time (each read costs Chromium a millisecond or more, however
@@ -81,7 +81,7 @@ onmessage = async ({ data: start }) => {
   try {
     const pyodide = await loadPyodide();
     await pyodide.loadPackage(start.wheels);
-    python = pyodide.pyimport('pcir_upload.browser.packer');
+    python = pyodide.pyimport('pcir_upload.page.browser.packer');
     postMessage({ kind: 'ready' });
     work();
   } catch (failure) {

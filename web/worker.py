@@ -1,5 +1,5 @@
 # The page's Python worker. Loads the wheels served beside the page (no package index is
-# contacted), then offers the page what pcir_upload.browser.worker exports.
+# contacted), then offers the page what pcir_upload.page.browser.worker exports.
 import js
 import pyodide_js
 
@@ -9,7 +9,7 @@ WHEELS = []  # written by build.py: the pydicom and pcir_upload wheels under /wh
 wheels = [str(js.location.origin) + "/wheels/" + name for name in WHEELS]
 await pyodide_js.loadPackage(wheels)
 
-from pcir_upload.browser.worker import (  # noqa: E402
+from pcir_upload.page.browser.worker import (  # noqa: E402
     add_documents, agree, cancel, configure, contribute_disc, forget, memory_report, pause,
     remove_disc, remove_document, resume, scan, session,
 )

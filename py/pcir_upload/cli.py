@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, keygen, load_private_keys, load_public_keys
+from pcir_upload.repository.keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, keygen, load_private_keys, load_public_keys
 
 
 def _site_dir() -> Path:
@@ -28,7 +28,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server.app import normalize_origin, run
+    from pcir_upload.repository.receive.app import normalize_origin, run
 
     for origin in args.allow_origin:
         if normalize_origin(origin) is None:
@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
-    from .unpack import unpack_all
+    from pcir_upload.repository.unpack import unpack_all
 
     try:
         private_keys = load_private_keys(args.private_key)
@@ -68,7 +68,7 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .ledger import table
+    from pcir_upload.repository.receive.ledger import table
 
     print(table(args.data))
     return 0

@@ -16,7 +16,7 @@ import bisect
 import time
 from collections.abc import Callable, Sequence
 
-from .ziparchive import RUN_LENGTH
+from pcir_upload.page.package.ziparchive import RUN_LENGTH
 
 LOWEST, HIGHEST = RUN_LENGTH, 6  # above 6, zlib gets much slower for next to nothing
 START = 1

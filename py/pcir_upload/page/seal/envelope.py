@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-from . import hpke
+from pcir_upload.page.seal import hpke
 
 MAGIC = b"PCIR"
 VERSION = 1

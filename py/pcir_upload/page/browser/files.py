@@ -8,7 +8,7 @@ from typing import Any
 
 from pyodide.ffi import JsException
 
-from ..disc import DiscReadError
+from pcir_upload.page.disc.disc import DiscReadError
 
 _PLAIN = {
     "NotReadableError": "The computer could not read this file. The disc may be scratched "

@@ -26,12 +26,12 @@ from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives import hpke as pyca_hpke
 
-from .contribution import receipt_code
-from .disc import path_problem
-from .envelope import SUITE_HYBRID, SUITE_X25519, SUITES, EnvelopeError, read_chunks
-from .keys import PrivateKeys
-from .package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
-from .server.store import completed_uploads
+from pcir_upload.page.upload.contribution import receipt_code
+from pcir_upload.page.disc.disc import path_problem
+from pcir_upload.page.seal.envelope import SUITE_HYBRID, SUITE_X25519, SUITES, EnvelopeError, read_chunks
+from pcir_upload.repository.keys import PrivateKeys
+from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
+from pcir_upload.repository.receive.store import completed_uploads
 
 OPENERS = {
     SUITE_X25519: pyca_hpke.Suite(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pydicom.charset import TEXT_VR_DELIMS, convert_encodings, decode_bytes
 from pydicom.valuerep import PersonName
 
-from .dicommeta import LONG_VRS, PREAMBLE, TRANSFER_SYNTAX, UNDEFINED, VRS, file_meta, is_part10, is_vr
+from pcir_upload.page.disc.dicommeta import LONG_VRS, PREAMBLE, TRANSFER_SYNTAX, UNDEFINED, VRS, file_meta, is_part10, is_vr
 
 __all__ = ["MEDIA_STORAGE_DIRECTORY", "Head", "Instance", "read_head"]
 

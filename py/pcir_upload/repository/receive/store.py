@@ -52,7 +52,7 @@ _COPY_SIZE = 4 * 1024 * 1024
 # URL is not one of our uploads (and can't smuggle '/' or '..' into a path).
 UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 
-log = logging.getLogger("pcir_upload.server")
+log = logging.getLogger("pcir_upload.repository.receive")
 TERMINATED_MEMORY = 3600.0  # seconds a terminated contribution's late chunks are still refused
 
 

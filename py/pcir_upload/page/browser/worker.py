@@ -20,21 +20,21 @@ import js
 from pyodide.ffi import create_once_callable, create_proxy
 from pyscript import window
 
-from ..contribution import Contribution, ContributionCancelled, Progress
-from ..package import LocalPacker, Packer
-from ..disc import DiscFile, make_listing
-from ..contents import ScannedDisc, assemble
-from ..discovery import classify_document, scan_disc
-from ..envelope import SUITE_HYBRID, SUITE_X25519, Recipient
-from ..leftovers import large_buffers
-from ..marker import SessionMarker, agreed_again, contributed, parse_marker, still_agreed
-from ..tus import UploadError
-from . import storage
-from ._js import js_object
-from .fetch import FetchTransport
-from .files import BrowserDisc
-from .packers import PackerPool
-from .webcrypto import WebCrypto
+from pcir_upload.page.upload.contribution import Contribution, ContributionCancelled, Progress
+from pcir_upload.page.package.package import LocalPacker, Packer
+from pcir_upload.page.disc.disc import DiscFile, make_listing
+from pcir_upload.page.disc.contents import ScannedDisc, assemble
+from pcir_upload.page.disc.discovery import classify_document, scan_disc
+from pcir_upload.page.seal.envelope import SUITE_HYBRID, SUITE_X25519, Recipient
+from pcir_upload.page.session.leftovers import large_buffers
+from pcir_upload.page.session.marker import SessionMarker, agreed_again, contributed, parse_marker, still_agreed
+from pcir_upload.page.upload.tus import UploadError
+from pcir_upload.page.browser import storage
+from pcir_upload.page.browser._js import js_object
+from pcir_upload.page.browser.fetch import FetchTransport
+from pcir_upload.page.browser.files import BrowserDisc
+from pcir_upload.page.browser.packers import PackerPool
+from pcir_upload.page.browser.webcrypto import WebCrypto
 
 
 class _Disc:

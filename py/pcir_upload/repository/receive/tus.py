@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from pcir_upload.server.store import (
+from pcir_upload.repository.receive.store import (
     UPLOAD_ID,
     AlreadyConcatenated,
     Checksum,

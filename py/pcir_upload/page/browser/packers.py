@@ -21,9 +21,9 @@ from typing import Any
 import js
 from pyodide.ffi import create_proxy
 
-from ..package import LocalPacker, Packer, Piece, PieceRequest
-from ._js import from_js, js_object
-from .files import BrowserDisc
+from pcir_upload.page.package.package import LocalPacker, Packer, Piece, PieceRequest
+from pcir_upload.page.browser._js import from_js, js_object
+from pcir_upload.page.browser.files import BrowserDisc
 
 MAX_PACKERS = 2
 START_TIMEOUT = 60.0  # seconds for a packer to load Pyodide; it is cached after the first

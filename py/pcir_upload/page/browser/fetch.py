@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import js
 from pyodide.ffi import JsException, create_once_callable
 
-from ..tus import Response, TransportError
-from ._js import js_object, uint8array
+from pcir_upload.page.upload.tus import Response, TransportError
+from pcir_upload.page.browser._js import js_object, uint8array
 
 # fetch reports no upload progress, so a stall is judged against the body's size: two chunks
 # sharing a poor uplink (8 KiB/s each) still get through, a dead connection is given up on.

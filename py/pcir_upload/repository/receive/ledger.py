@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .envelope import HEADER_SIZE, SUITE_HYBRID, ChunkHeader, EnvelopeError
-from .server.store import Upload, all_uploads
+from pcir_upload.page.seal.envelope import HEADER_SIZE, SUITE_HYBRID, ChunkHeader, EnvelopeError
+from pcir_upload.repository.receive.store import Upload, all_uploads
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pcir_upload.server.store import EXPIRE_AFTER, MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
-from pcir_upload.server.tus import TUS_VERSION, authority, TusEndpoint
+from pcir_upload.repository.receive.store import EXPIRE_AFTER, MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
+from pcir_upload.repository.receive.tus import TUS_VERSION, authority, TusEndpoint
 
 UPLOAD_ENDPOINT = "/files/"
 EXPIRE_EVERY = 3600.0
@@ -40,7 +40,7 @@ EXPIRE_EVERY = 3600.0
 # is about 50 KB, past h11's 16 KiB default for a request head.
 MAX_REQUEST_HEAD = 1024 * 1024
 
-log = logging.getLogger("pcir_upload.server")
+log = logging.getLogger("pcir_upload.repository.receive")
 
 # PyScript evaluates Python glue with eval() ('unsafe-eval') and runs its worker
 # from a blob: URL; WebAssembly compilation needs 'wasm-unsafe-eval'. Everything
@@ -375,7 +375,7 @@ def uvicorn_options() -> dict[str, object]:
         **LOGGING_CONFIG,
         "loggers": {
             **LOGGING_CONFIG["loggers"],
-            "pcir_upload.server": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "pcir_upload.repository.receive": {"handlers": ["default"], "level": "INFO", "propagate": False},
         },
     }
     # No access log: it would record every patient's address and every request, and the

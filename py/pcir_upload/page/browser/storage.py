@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyscript import window
 
-from ..marker import STORAGE_KEY
+from pcir_upload.page.session.marker import STORAGE_KEY
 
 # The resumption record of an unfinished contribution (see docs/FORMAT.md, "Resuming"): no
 # names, no keys; gone once the contribution is done or cancelled.

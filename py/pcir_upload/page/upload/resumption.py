@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
-from .disc import DiscFile
-from .envelope import Recipient
-from .levels import Levels
+from pcir_upload.page.disc.disc import DiscFile
+from pcir_upload.page.seal.envelope import Recipient
+from pcir_upload.page.package.levels import Levels
 
 RECORD_FORMAT = "pcir-resume"
 RECORD_VERSION = 1

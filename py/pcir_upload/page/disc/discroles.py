@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from pcir_upload.disc import DiscFile
+from pcir_upload.page.disc.disc import DiscFile
 
 __all__ = ["ROLES", "Look", "assign_roles", "classify_document", "is_executable", "is_text", "name_key"]
 

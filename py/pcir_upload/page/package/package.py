@@ -24,10 +24,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .compressible import worth_deflating
-from .disc import DiscFile, DiscReader, DiscReadError
-from .levels import Levels
-from .ziparchive import DEFLATED, STORED, EntryEncoder, ZipWriter, entry
+from pcir_upload.page.package.compressible import worth_deflating
+from pcir_upload.page.disc.disc import DiscFile, DiscReader, DiscReadError
+from pcir_upload.page.package.levels import Levels
+from pcir_upload.page.package.ziparchive import DEFLATED, STORED, EntryEncoder, ZipWriter, entry
 
 FORMAT = "pcir-contribution"
 FORMAT_VERSION = 1

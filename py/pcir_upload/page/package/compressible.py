@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import zlib
 
-from .dicommeta import PREAMBLE, TRANSFER_SYNTAX, file_meta, is_part10
+from pcir_upload.page.disc.dicommeta import PREAMBLE, TRANSFER_SYNTAX, file_meta, is_part10
 
 _COMPRESSED_SYNTAX_PREFIX = "1.2.840.10008.1.2.4."
 _DEFLATED_SYNTAX = "1.2.840.10008.1.2.1.99"

@@ -26,18 +26,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import __version__
-from .disc import DiscFile
-from .envelope import HEADER_SIZE, SUITE_HYBRID, Recipient, Sealer, message_overhead
-from .hpke import Primitives
-from .levels import Levels
-from .package import Packager, Packer
-from .resumption import (
+from pcir_upload import __version__
+from pcir_upload.page.disc.disc import DiscFile
+from pcir_upload.page.seal.envelope import HEADER_SIZE, SUITE_HYBRID, Recipient, Sealer, message_overhead
+from pcir_upload.page.seal.hpke import Primitives
+from pcir_upload.page.package.levels import Levels
+from pcir_upload.page.package.package import Packager, Packer
+from pcir_upload.page.upload.resumption import (
     CONTINUING, DIFFERENT_DISC, DISC_CHANGED, KEY_CHANGED, PARTS_GONE, UNUSABLE,
     Chunk, DiscChanged, Record, RecordError, Resumption, Tracker, disc_fingerprint,
     new_secret, recipient_id,
 )
-from .tus import (
+from pcir_upload.page.upload.tus import (
     Link, Partial, PartsGone, Retry, Server, Target, Transport, Upload, UploadError,
     concatenate, default_timeout, discover, probe, terminate,
 )

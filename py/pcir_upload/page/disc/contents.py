@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .disc import DiscFile
+from pcir_upload.page.disc.disc import DiscFile
 
 DOCUMENTS = "documents"
 

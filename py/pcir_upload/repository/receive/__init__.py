@@ -1,5 +1,5 @@
 """The embedded receiver: serves the contribution page and takes its tus uploads."""
 
-from pcir_upload.server.app import create_app, run
+from pcir_upload.repository.receive.app import create_app, run
 
 __all__ = ["create_app", "run"]

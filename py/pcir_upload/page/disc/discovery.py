@@ -27,9 +27,9 @@ from typing import Any
 
 import pydicom
 
-from pcir_upload.dicomhead import Instance, read_head
-from pcir_upload.disc import DiscFile, DiscReader, DiscReadError
-from pcir_upload.discroles import (
+from pcir_upload.page.disc.dicomhead import Instance, read_head
+from pcir_upload.page.disc.disc import DiscFile, DiscReader, DiscReadError
+from pcir_upload.page.disc.discroles import (
     ROLES,
     Look,
     assign_roles,

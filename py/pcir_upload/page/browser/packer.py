@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..leftovers import large_buffers
-from ..package import Encoders, PieceRequest
-from ._js import from_js, js_object, uint8array
-from .files import read_error
+from pcir_upload.page.session.leftovers import large_buffers
+from pcir_upload.page.package.package import Encoders, PieceRequest
+from pcir_upload.page.browser._js import from_js, js_object, uint8array
+from pcir_upload.page.browser.files import read_error
 
 _encoders = Encoders()
 

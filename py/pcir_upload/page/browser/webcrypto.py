@@ -7,7 +7,7 @@ from typing import Any
 import js
 from pyodide.ffi import JsException
 
-from ._js import from_js, js_object, to_bytes, uint8array
+from pcir_upload.page.browser._js import from_js, js_object, to_bytes, uint8array
 
 _X25519 = {"name": "X25519"}
 _MLKEM768 = {"name": "ML-KEM-768"}

@@ -1,0 +1,1 @@
+"""Stage 1 of the page: reading the disc and telling what is on it."""

@@ -1,0 +1,1 @@
+"""Stage 4 of the page: sending the sealed chunks, resumably."""

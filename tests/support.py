@@ -130,3 +130,42 @@ class FolderDisc:
 def files_of(root: Path) -> dict[str, bytes]:
     """Every file below `root` by relative path, for byte-for-byte comparison."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+_LOCAL, _CENTRAL, _ZIP64_END = b"PK\x03\x04", b"PK\x01\x02", b"PK\x06\x06"
+# Where a field lies: in the local header and the central directory header, from their start
+# (flags and method); in the central record's ZIP64 extra, from its start (sizes and offset).
+_HEADER_FIELDS = {"flags": (6, 8), "method": (8, 10)}
+_EXTRA_FIELDS = {"size": 4, "compressed": 12, "offset": 20}
+_END_FIELDS = {"entries": (24, 32), "directory_size": (40,), "directory_offset": (48,)}
+
+
+def lied(package: bytes, name: str, **fields: int) -> bytes:
+    """`package` as a hostile writer makes it: entry `name` with `flags` or `method` rewritten
+    in its local header and central directory header, `size`, `compressed` or `offset` in
+    its central record's ZIP64 extra."""
+    data, encoded = bytearray(package), name.encode()
+    at = data.find(encoded)
+    while at != -1:
+        local = data[at - 30:at - 26] == _LOCAL and int.from_bytes(data[at - 4:at - 2], "little") == len(encoded)
+        central = data[at - 46:at - 42] == _CENTRAL and int.from_bytes(data[at - 18:at - 16], "little") == len(encoded)
+        for field, value in fields.items():
+            if field in _HEADER_FIELDS and (local or central):
+                start = at - 30 + _HEADER_FIELDS[field][0] if local else at - 46 + _HEADER_FIELDS[field][1]
+                data[start:start + 2] = value.to_bytes(2, "little")
+            elif field in _EXTRA_FIELDS and central:
+                start = at + len(encoded) + _EXTRA_FIELDS[field]
+                data[start:start + 8] = value.to_bytes(8, "little")
+        at = data.find(encoded, at + 1)
+    return bytes(data)
+
+
+def ending(package: bytes, **fields: int) -> bytes:
+    """`package` whose ZIP64 end record declares other `entries` (both of its counts),
+    `directory_size` or `directory_offset` than its central directory has."""
+    data = bytearray(package)
+    at = data.rindex(_ZIP64_END)
+    for field, value in fields.items():
+        for start in _END_FIELDS[field]:
+            data[at + start:at + start + 8] = value.to_bytes(8, "little")
+    return bytes(data)

@@ -33,9 +33,8 @@ def record(path: str, content: bytes, **extra: Any) -> dict[str, Any]:
             "sha256": hashlib.sha256(content).hexdigest(), **extra}
 
 
-def seal_package(tmp_path: Path, entries: list[tuple[str, bytes]], manifest: Any,
-                 contribution_id: bytes, name: str = "upload") -> Path:
-    """A sealed upload holding a ZIP of `entries` and `manifest` (a dict, or raw bytes)."""
+def zip_package(entries: list[tuple[str, bytes]], manifest: Any) -> bytes:
+    """A ZIP of `entries` and `manifest` (a dict, or raw bytes), as the page writes one."""
     writer = ZipWriter()
     parts = []
     for entry_name, content in entries:
@@ -44,13 +43,23 @@ def seal_package(tmp_path: Path, entries: list[tuple[str, bytes]], manifest: Any
         body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
         parts.append(entry(writer, MANIFEST_NAME, body))
     parts.append(writer.finish())
-    package = b"".join(parts)
+    return b"".join(parts)
+
+
+def sealed(tmp_path: Path, package: bytes, contribution_id: bytes, name: str = "upload",
+           piece: int = 1000) -> Path:
+    """The upload of `package`, in chunks of `piece` plaintext bytes."""
     sealer = Sealer(PycaPrimitives(), RECIPIENT, contribution_id)
-    pieces = [package[i:i + 1000] for i in range(0, len(package), 1000)]
-    chunks = asyncio.run(_seal(sealer, pieces))
+    pieces = [package[i:i + piece] for i in range(0, len(package), piece)]
     path = tmp_path / name
-    path.write_bytes(b"".join(chunks))
+    path.write_bytes(b"".join(asyncio.run(_seal(sealer, pieces))))
     return path
+
+
+def seal_package(tmp_path: Path, entries: list[tuple[str, bytes]], manifest: Any,
+                 contribution_id: bytes, name: str = "upload") -> Path:
+    """A sealed upload holding a ZIP of `entries` and `manifest` (a dict, or raw bytes)."""
+    return sealed(tmp_path, zip_package(entries, manifest), contribution_id, name)
 
 
 async def _seal(sealer: Sealer, pieces: list[bytes]) -> list[bytes]:
@@ -153,9 +162,7 @@ def test_damaged_compressed_data_is_refused(tmp_path, out) -> None:
     damaged = written[:60] + bytes(b ^ 0xFF for b in written[60:90]) + written[90:]
     body = json.dumps(manifest_for(cid, [record("a", content)])).encode()
     package = damaged + entry(writer, MANIFEST_NAME, body) + writer.finish()
-    sealer = Sealer(PycaPrimitives(), RECIPIENT, cid)
-    data = tmp_path / "upload"
-    data.write_bytes(b"".join(asyncio.run(_seal(sealer, [package]))))
+    data = sealed(tmp_path, package, cid)
     with pytest.raises(UnpackError, match="files/a|a:"):
         unpack(data, out)
 

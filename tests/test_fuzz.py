@@ -1,5 +1,6 @@
 """Property tests over everything `unpack` reads from an upload, which anyone can send: random
-and mutated bytes, well-sealed packages with damaged ZIP bytes, hostile manifests. Whatever
+and mutated bytes, well-sealed packages with damaged ZIP bytes, lying ZIP fields (flags,
+methods, sizes, offsets, counts), hostile manifests. Whatever
 comes in, the only failure is our own error (EnvelopeError, UnpackError), never a stray
 exception, and nothing is written outside the output folder or left half-written in it."""
 
@@ -22,7 +23,7 @@ from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from pcir_upload.repository.unpack import UnpackError, open_envelope, unpack_upload
 from pcir_upload.page.package.ziparchive import DEFLATED, STORED, ZipWriter, entry
-from support import PycaPrimitives
+from support import PycaPrimitives, ending, lied
 
 KEY = x25519.X25519PrivateKey.generate()
 KEYS = PrivateKeys(KEY, None)
@@ -132,8 +133,9 @@ def test_open_envelope_refuses_only_with_unpack_error(data: bytes) -> None:
 # --- the package, sealed properly: only its contents are hostile
 
 
-def unpack_in_scratch(upload: bytes) -> None:
-    """Unpack `upload`; it must succeed or raise UnpackError, and write only inside OUT."""
+def unpack_in_scratch(upload: bytes) -> bool:
+    """Unpack `upload`; it must succeed (True) or raise UnpackError (False), and write only
+    inside OUT."""
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         data, out = root / "upload", root / "box" / "out"
@@ -145,12 +147,13 @@ def unpack_in_scratch(upload: bytes) -> None:
         except UnpackError:
             after = {p: p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
             assert after == before, "a refused contribution left something behind"
-            return
+            return False
         after = {p: p.read_bytes() if p.is_file() else None for p in root.rglob("*")}
         new = set(after) - set(before)
         assert all(p.resolve().is_relative_to(out.resolve()) for p in new), sorted(new)
         assert all(before[p] == after[p] for p in before), "something outside was changed"
         assert not any(p.is_symlink() for p in new)
+        return True
 
 
 @PACKAGES
@@ -208,6 +211,41 @@ def hostile_packages(draw: st.DrawFn) -> bytes:
 @PACKAGES
 @given(hostile_packages())
 def test_hostile_manifests_and_entries_are_refused_with_unpack_error(package: bytes) -> None:
+    unpack_in_scratch(seal(package))
+
+
+# --- ZIP fields a writer can lie in
+
+NAMES = [FILES_PREFIX + path for path, _ in FILES] + [MANIFEST_NAME]
+U64 = st.integers(0, 2**64 - 1)
+SIZES = st.one_of(U64, st.integers(0, 2**20), st.sampled_from([0, 1, 2**31, 2**32 - 1, 2**32, 2**63]))
+LIES = {
+    "flags": st.one_of(st.integers(0, 0xFFFF), st.sampled_from([0x0809, 0x0800, 0x0008, 0x0000, 0x0848, 0x2808])),
+    "method": st.one_of(st.integers(0, 0xFFFF), st.sampled_from([0, 1, 6, 8, 9, 12, 14, 93, 95, 98, 99])),
+    "size": SIZES,
+    "compressed": SIZES,
+    "offset": SIZES,
+}
+END_LIES = {"entries": SIZES, "directory_size": SIZES, "directory_offset": SIZES}
+
+
+@st.composite
+def lying_packages(draw: st.DrawFn) -> bytes:
+    """The untouched package with a few of its entries' fields, or its end record's, rewritten."""
+    package = PACKAGE
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.integers(0, 4)):
+            field = draw(st.sampled_from(sorted(LIES)))
+            package = lied(package, draw(st.sampled_from(NAMES)), **{field: draw(LIES[field])})
+        else:
+            field = draw(st.sampled_from(sorted(END_LIES)))
+            package = ending(package, **{field: draw(END_LIES[field])})
+    return package
+
+
+@PACKAGES
+@given(lying_packages())
+def test_lying_zip_fields_are_refused_with_unpack_error(package: bytes) -> None:
     unpack_in_scratch(seal(package))
 
 

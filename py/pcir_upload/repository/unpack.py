@@ -2,11 +2,14 @@
 
 The public key is public, so anyone can upload a well-sealed contribution: everything read
 here is hostile until checked. Chunks must open with the private key, in order, under one
-contribution id, ending with the final chunk. Every archive entry must be named by the
-manifest, every path must stay inside the output folder, no entry may inflate past the size
-the manifest gives, and every file's SHA-256 must match. Work happens in a scratch folder
-that becomes `OUT/<contribution id>` by one rename only when all of it checked out, so a
-second run skips what is done and a failed run leaves nothing half-written.
+contribution id, ending with the final chunk. The ZIP archive's central directory is read
+record by record, before zipfile reads it whole: only the layout, flags and methods this
+format writes, at most MAX_ENTRIES entries, and no size that the entry's compressed bytes
+could not hold. Every archive entry must be named by the manifest, every path must stay
+inside the output folder, no entry may inflate past the size the manifest gives, and every
+file's SHA-256 must match. Work happens in a scratch folder that becomes `OUT/<contribution id>` by one
+rename only when all of it checked out, so a second run skips what is done and a failed run
+leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -16,21 +19,23 @@ import json
 import os
 import re
 import shutil
+import struct
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from cryptography.hazmat.primitives import hpke as pyca_hpke
 
 from pcir_upload.page.upload.contribution import receipt_code
-from pcir_upload.page.disc.disc import path_problem
+from pcir_upload.page.disc.disc import MAX_PATH_BYTES, path_problem
 from pcir_upload.page.seal.envelope import SUITE_HYBRID, SUITE_X25519, SUITES, EnvelopeError, read_chunks
 from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
+from pcir_upload.page.package.ziparchive import DEFLATED, STORED
 from pcir_upload.repository.receive.store import completed_uploads
 
 OPENERS = {
@@ -43,14 +48,16 @@ OPENERS = {
 }
 SUITE_NAMES = {SUITE_X25519: "X25519", SUITE_HYBRID: "ML-KEM-768+X25519 (post-quantum)"}
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-MAX_FILES = 1_000_000
+# zipfile keeps a ZipInfo of about 600 bytes per entry, and json as much per file record:
+# 100,000 files (several DVDs of images) cost about 150 MB to check.
+MAX_FILES = 100_000
+MAX_ENTRIES = MAX_FILES + 1  # the files and the manifest
 _COPY_SIZE = 1024 * 1024
 _SPARE_BYTES = 256 * 1024 * 1024  # left free on the repository's disk after unpacking
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # What zipfile raises on a damaged or hostile archive: names that are not UTF-8 under the
 # UTF-8 flag (UnicodeDecodeError, a ValueError), impossible offsets, bad streams.
 _DAMAGED_ZIP = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
-
 
 PROGRESS_EVERY = 5.0  # seconds between progress lines of a long unpacking
 
@@ -143,6 +150,130 @@ def open_envelope(
     return contribution_id, suite
 
 
+# The package's ZIP layout (FORMAT.md, "Layout"), as a reader checks it.
+_ZIP64_END = struct.Struct("<4sQHHIIQQQQ")
+_LOCATOR = struct.Struct("<4sIQI")
+_END = struct.Struct("<4sHHHHIIH")
+_TAIL = _ZIP64_END.size + _LOCATOR.size + _END.size  # the records that end every package
+_CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
+_ZIP64_EXTRA = struct.Struct("<HHQQQ")
+_FLAGS = 0x0808  # bit 3, a data descriptor; bit 11, a UTF-8 name
+_ENCRYPTED = 0x0001
+_U32 = 0xFFFFFFFF
+_LOCAL_SIZE = 30 + 20  # a local header but its name: fixed fields, ZIP64 extra
+_DESCRIPTOR_SIZE = 24
+MAX_NAME_BYTES = len(FILES_PREFIX) + MAX_PATH_BYTES
+DEFLATE_MAX_RATIO = 1032  # deflate's best: 258 bytes from two bits
+
+
+class _Record(NamedTuple):
+    """A central directory header, field by field."""
+
+    signature: bytes
+    made_by: int
+    needed: int
+    flags: int
+    method: int
+    time: int
+    date: int
+    crc: int
+    compressed: int
+    size: int
+    name_length: int
+    extra_length: int
+    comment_length: int
+    disk: int
+    internal: int
+    external: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Directory:
+    offset: int
+    size: int
+    entries: int
+
+
+def _directory(package: BinaryIO, size: int) -> _Directory:
+    """Where the central directory is and how many entries it declares, from the three records
+    that end every package. No other ending is read, so zipfile finds the same directory."""
+    if size < _TAIL:
+        raise UnpackError("the package is not a readable ZIP archive: it is too short")
+    package.seek(size - _TAIL)
+    tail = package.read(_TAIL)
+    (signature, record_size, _, _, disk, directory_disk, on_disk, entries,
+     directory_size, directory_offset) = _ZIP64_END.unpack_from(tail)
+    locator = _LOCATOR.unpack_from(tail, _ZIP64_END.size)
+    end = _END.unpack_from(tail, _ZIP64_END.size + _LOCATOR.size)
+    if ((signature, record_size, disk, directory_disk) != (b"PK\x06\x06", 44, 0, 0)
+            or locator != (b"PK\x06\x07", 0, size - _TAIL, 1)
+            or end[0] != b"PK\x05\x06" or end[-1] != 0):
+        raise UnpackError("the package does not end as this format's archives do "
+                          "(a ZIP64 end record, its locator and an end record without comment)")
+    if entries > MAX_ENTRIES:
+        raise UnpackError(f"the package declares {entries} entries; a package holds at most {MAX_ENTRIES}")
+    if on_disk != entries or directory_offset + directory_size != size - _TAIL:
+        raise UnpackError("the package's ZIP64 end record contradicts itself or the package")
+    return _Directory(directory_offset, directory_size, entries)
+
+
+def _records(package: BinaryIO, directory: _Directory) -> Iterator[tuple[_Record, bytes, bytes]]:
+    """The central directory's records (header, name, extra), one at a time and no more than
+    declared: zipfile keeps a ZipInfo of every record it finds, whatever the count says."""
+    package.seek(directory.offset)
+    read = index = 0
+    while read < directory.size:
+        if index == directory.entries:
+            raise UnpackError(f"the central directory holds more records than the {directory.entries} it declares")
+        header = package.read(_CENTRAL.size)
+        record = _Record._make(_CENTRAL.unpack(header)) if len(header) == _CENTRAL.size else None
+        if (record is None or record.signature != b"PK\x01\x02" or record.comment_length
+                or record.extra_length != _ZIP64_EXTRA.size or not 0 < record.name_length <= MAX_NAME_BYTES):
+            raise UnpackError(f"central directory record {index} is not laid out as this format's")
+        name, extra = package.read(record.name_length), package.read(record.extra_length)
+        read += _CENTRAL.size + record.name_length + record.extra_length
+        index += 1
+        yield record, name, extra
+    if (read, index) != (directory.size, directory.entries):
+        raise UnpackError(f"the central directory holds {index} records in {read} bytes, not the "
+                          f"{directory.entries} in {directory.size} bytes its end records declare")
+
+
+def _next_entry(record: _Record, name: bytes, extra: bytes, offset: int) -> int:
+    """Where the entry after this one starts; refuses what this format never writes, and a
+    size that the entry's compressed bytes could not hold (those lie in the package, one entry
+    after another, so no package claims more than 1,032 times its size)."""
+    label = name[:200].decode("utf-8", "replace")
+    if record.flags & _ENCRYPTED:
+        raise UnpackError(f"{label} is encrypted: this format never encrypts entries (the envelope seals them)")
+    if record.flags != _FLAGS:
+        raise UnpackError(f"{label}: general purpose flags {record.flags:#06x}; this format writes only 0x0808")
+    if record.method not in (STORED, DEFLATED):
+        raise UnpackError(f"{label}: compression method {record.method}; "
+                          "this format uses only stored (0) and deflate (8)")
+    tag, length, size, compressed, local = _ZIP64_EXTRA.unpack(extra)
+    if (record.compressed, record.size, record.offset, tag, length) != (_U32, _U32, _U32, 1, 24):
+        raise UnpackError(f"{label}: its sizes are not in a ZIP64 extra field as this format writes them")
+    if local != offset:
+        raise UnpackError(f"{label}: it does not start where the entry before it ends")
+    most = compressed if record.method == STORED else compressed * DEFLATE_MAX_RATIO
+    if size > most:
+        raise UnpackError(f"{label}: it declares {size} bytes, more than {compressed} compressed bytes can hold")
+    return local + _LOCAL_SIZE + len(name) + compressed + _DESCRIPTOR_SIZE
+
+
+def check_directory(package: BinaryIO, size: int) -> None:
+    """The package's central directory, checked record by record in bounded memory before
+    zipfile reads it: entries one after another from the start, up to the directory."""
+    directory = _directory(package, size)
+    offset = 0
+    for record, name, extra in _records(package, directory):
+        offset = _next_entry(record, name, extra, offset)
+    if offset != directory.offset:
+        raise UnpackError("the package's entries do not end where its central directory begins")
+
+
 def safe_path(path: Any) -> Path:
     """A manifest path as a relative path that cannot leave the folder it is joined to."""
     problem = "it is not text" if not isinstance(path, str) else path_problem(path)
@@ -211,14 +342,24 @@ def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, 
     return raw, manifest
 
 
-def _extract(archive: zipfile.ZipFile, record: dict[str, Any], root: Path, meter: _Meter) -> None:
+def _entries(archive: zipfile.ZipFile, records: list[dict[str, Any]]) -> list[zipfile.ZipInfo]:
+    """Each record's entry, of the record's size: all checked before any file is written."""
+    entries = []
+    for record in records:
+        try:
+            info = archive.getinfo(record["entry"])
+        except KeyError:
+            raise UnpackError(f"{record['path']}: listed in the manifest but not in the package") from None
+        if info.file_size != record["size"]:
+            raise UnpackError(f"{record['path']}: the package and the manifest disagree on its size")
+        entries.append(info)
+    return entries
+
+
+def _extract(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, record: dict[str, Any], root: Path, meter: _Meter
+) -> None:
     target = root / safe_path(record["path"])
-    try:
-        info = archive.getinfo(record["entry"])
-    except KeyError:
-        raise UnpackError(f"{record['path']}: listed in the manifest but not in the package") from None
-    if info.file_size != record["size"]:
-        raise UnpackError(f"{record['path']}: the package and the manifest disagree on its size")
     digest, written = hashlib.sha256(), 0
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -270,6 +411,8 @@ def unpack_upload(
         with open(data_path, "rb") as upload, open(package_path, "wb") as sink:
             meter = _Meter(report, "opening", data_path.stat().st_size)
             contribution_id, suite = open_envelope(_Metered(upload, meter), keys, sink)  # type: ignore[arg-type]
+        with open(package_path, "rb") as package:
+            check_directory(package, package_path.stat().st_size)
         try:
             archive = zipfile.ZipFile(package_path)
         except _DAMAGED_ZIP as exc:
@@ -282,12 +425,13 @@ def unpack_upload(
                 raise UnpackError(f"the package holds entries the manifest does not list: {stray[:5]}")
             if len(archive.namelist()) != len(set(archive.namelist())):
                 raise UnpackError("the package names an entry twice")
+            entries = _entries(archive, manifest["files"])
             needed = sum(record["size"] for record in manifest["files"])
             if shutil.disk_usage(out).free < needed + _SPARE_BYTES:
                 raise UnpackError(f"{out} has not enough free space for {needed} bytes")
             meter = _Meter(report, "writing files", needed)
-            for record in manifest["files"]:
-                _extract(archive, record, work / "contribution" / "files", meter)
+            for info, record in zip(entries, manifest["files"]):
+                _extract(archive, info, record, work / "contribution" / "files", meter)
         (work / "contribution" / MANIFEST_NAME).write_bytes(raw)
         final_dir = out / contribution_id.hex()
         if final_dir.exists():

@@ -1,6 +1,6 @@
 """Property tests over everything `unpack` reads from an upload, which anyone can send: random
 and mutated bytes, well-sealed packages with damaged ZIP bytes, lying ZIP fields (flags,
-methods, sizes, offsets, counts), hostile manifests. Whatever
+methods, sizes, offsets, counts), hostile manifests, deeply nested ones. Whatever
 comes in, the only failure is our own error (EnvelopeError, UnpackError), never a stray
 exception, and nothing is written outside the output folder or left half-written in it."""
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pcir_upload.page.seal.envelope import HEADER_SIZE, SUITE_X25519, ChunkHeader, EnvelopeError, Recipient, Sealer, read_chunks
 from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
-from pcir_upload.repository.unpack import UnpackError, open_envelope, unpack_upload
+from pcir_upload.repository.unpack import MAX_DEPTH, UnpackError, open_envelope, unpack_upload
 from pcir_upload.page.package.ziparchive import DEFLATED, STORED, ZipWriter, entry
 from support import PycaPrimitives, ending, lied
 
@@ -214,7 +214,7 @@ def test_hostile_manifests_and_entries_are_refused_with_unpack_error(package: by
     unpack_in_scratch(seal(package))
 
 
-# --- ZIP fields a writer can lie in
+# --- ZIP fields a writer can lie in, and the manifest's depth
 
 NAMES = [FILES_PREFIX + path for path, _ in FILES] + [MANIFEST_NAME]
 U64 = st.integers(0, 2**64 - 1)
@@ -247,6 +247,29 @@ def lying_packages(draw: st.DrawFn) -> bytes:
 @given(lying_packages())
 def test_lying_zip_fields_are_refused_with_unpack_error(package: bytes) -> None:
     unpack_in_scratch(seal(package))
+
+
+@st.composite
+def nested_manifests(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """The manifest with a member nested `depth` levels (brackets in strings beside it), and
+    whether it should unpack: only when it nests no deeper than MAX_DEPTH and is whole."""
+    depth = draw(st.one_of(st.integers(0, MAX_DEPTH + 3), st.sampled_from([1_000, 100_000])))
+    kinds = draw(st.lists(st.sampled_from([("[", "]"), ('{"k": ', "}")]), min_size=1, max_size=3))
+    levels = (kinds * depth)[:depth]
+    whole = draw(st.integers(0, 9)) > 0
+    inner = "".join(opening for opening, _ in levels) + "0" + "".join(closing for _, closing in reversed(levels))
+    if not whole:
+        inner = inner[:-1] if levels else "["
+    noise = draw(st.text(alphabet='[]{}"\\ab', max_size=12))
+    body = json.dumps({**MANIFEST, "noise": noise})[:-1] + ', "deep": ' + inner + "}"
+    return body.encode(), whole and depth + 1 <= MAX_DEPTH
+
+
+@PACKAGES
+@given(nested_manifests())
+def test_the_manifests_depth_is_bounded_without_recursion(manifest: tuple[bytes, bool]) -> None:
+    raw, unpacks = manifest
+    assert unpack_in_scratch(seal(zip_of([(FILES_PREFIX + p, c) for p, c in FILES], raw))) == unpacks
 
 
 def test_the_unmutated_package_unpacks() -> None:

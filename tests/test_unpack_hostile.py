@@ -36,6 +36,29 @@ def one_file(cid: bytes, content: bytes = b"good") -> bytes:
     return zip_package([("files/a", content)], manifest_for(cid, [record("a", content)]))
 
 
+@pytest.mark.parametrize("lists,refused", [(63, False), (64, True)])
+def test_a_manifest_nests_at_most_64_levels(tmp_path, out, lists, refused) -> None:
+    cid = secrets.token_bytes(16)
+    deep: list = []
+    for _ in range(lists - 1):
+        deep = [deep]
+    data = sealed(tmp_path, zip_package([], manifest_for(cid, [], deep=deep)), cid)
+    if refused:
+        with pytest.raises(UnpackError, match="deeper than 64 levels"):
+            unpack(data, out)
+    else:
+        assert unpack(data, out).files == 0
+
+
+def test_a_manifest_of_three_byte_values_is_refused_before_parsing(tmp_path, out) -> None:
+    """64 MiB of `{},` deflate to 64 KB and took json 1.5 GB to parse."""
+    cid = secrets.token_bytes(16)
+    values = b"[" + b"{}," * (unpack_module.MAX_MANIFEST_BYTES // 3 - 1) + b"{}]"
+    data = sealed(tmp_path, zip_package([], values), cid, piece=1024 * 1024)
+    del values
+    assert peak_refusing(data, out, "it holds more than 3,200,000 values") < 4 * unpack_module.MAX_MANIFEST_BYTES
+
+
 def test_a_600_byte_bzip2_upload_does_not_unpack_to_64_mib(tmp_path, out) -> None:
     cid = secrets.token_bytes(16)
     content = bytes(64 * 1024 * 1024)

@@ -5,9 +5,10 @@ here is hostile until checked. Chunks must open with the private key, in order, 
 contribution id, ending with the final chunk. The ZIP archive's central directory is read
 record by record, before zipfile reads it whole: only the layout, flags and methods this
 format writes, at most MAX_ENTRIES entries, and no size that the entry's compressed bytes
-could not hold. Every archive entry must be named by the manifest, every path must stay
-inside the output folder, no entry may inflate past the size the manifest gives, and every
-file's SHA-256 must match. Work happens in a scratch folder that becomes `OUT/<contribution id>` by one
+could not hold. The manifest's depth and number of values are counted before it is parsed.
+Every archive entry must be named by the manifest, every path must stay inside the output
+folder, no entry may inflate past the size the manifest gives, and every file's SHA-256
+must match. Work happens in a scratch folder that becomes `OUT/<contribution id>` by one
 rename only when all of it checked out, so a second run skips what is done and a failed run
 leaves nothing half-written.
 """
@@ -15,7 +16,9 @@ leaves nothing half-written.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import operator
 import os
 import re
 import shutil
@@ -52,6 +55,8 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 # 100,000 files (several DVDs of images) cost about 150 MB to check.
 MAX_FILES = 100_000
 MAX_ENTRIES = MAX_FILES + 1  # the files and the manifest
+MAX_DEPTH = 64  # json's parser recurses once per level; a manifest needs about ten
+MAX_VALUES = 32 * MAX_FILES  # a file's record is about ten, its share of the summary a few more
 _COPY_SIZE = 1024 * 1024
 _SPARE_BYTES = 256 * 1024 * 1024  # left free on the repository's disk after unpacking
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -286,8 +291,36 @@ def _is_int(value: Any) -> bool:
     return type(value) is int  # JSON true is not 1, and 1.0 is not an integer
 
 
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{},:')
+_LEVELS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+
+
+def _outside_strings(raw: bytes) -> bytes:
+    """JSON `raw`'s brackets, commas and colons that are not in strings, in passes that cost
+    the same per byte whatever the input."""
+    # Escaped backslashes first: the quote after one ends its string; then escaped quotes.
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Two quotes side by side change no byte's inside or outside of a string.
+    structure = unescaped.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    return b"".join(structure.split(b'"')[::2])
+
+
+def _values(outside: bytes, brackets: bytes) -> int:
+    """How many values, member names among them, JSON holds (an empty array or object counts
+    twice): each follows a comma or a colon, or is the first in its array or object, or the top."""
+    return len(outside) - len(brackets) + len(brackets) // 2 + 1
+
+
+def _depth(brackets: bytes) -> int:
+    """How deep brackets nest."""
+    # An opening bracket as 2, a closing one as 0: after i of them, the sum less i is the depth.
+    levels = itertools.accumulate(brackets.translate(_LEVELS))
+    return max(map(operator.sub, levels, itertools.count(1)), default=0)
+
+
 def _json_object(raw: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN or Infinity, no key twice (a reader could take either one)."""
+    """Strict JSON: UTF-8, no NaN or Infinity, no key twice (a reader could take either one),
+    and no deeper or larger than a manifest needs, so that parsing it is bounded."""
 
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
@@ -298,6 +331,14 @@ def _json_object(raw: bytes) -> Any:
             raise ValueError("a key occurs twice")
         return dict(pairs)
 
+    # Counted before parsing: json's parser recurses once per level, and a value of three
+    # bytes (`{},`) costs it 64. Values first, as they bound the work of counting levels.
+    outside = _outside_strings(raw)
+    brackets = outside.translate(None, b",:")
+    if _values(outside, brackets) > MAX_VALUES:
+        raise ValueError(f"it holds more than {MAX_VALUES:,} values")
+    if _depth(brackets) > MAX_DEPTH:
+        raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
     return json.loads(raw.decode("utf-8"), parse_constant=no_constants, object_pairs_hook=unique)
 
 

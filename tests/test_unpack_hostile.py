@@ -1,12 +1,13 @@
 """Issue 12's hostile contributions: the public key is public, so each one here could come from
 anyone, and `unpack` must refuse it in plain words, in bounded memory, before writing any of
-it."""
+it, and then go on with the uploads after it."""
 
 from __future__ import annotations
 
 import bz2
 import json
 import secrets
+import shutil
 import time
 import tracemalloc
 import zlib
@@ -17,9 +18,21 @@ import pytest
 from pcir_upload.page.package.package import MANIFEST_NAME
 from pcir_upload.page.package.ziparchive import STORED, ZipWriter, entry
 from pcir_upload.repository import unpack as unpack_module
-from pcir_upload.repository.unpack import UnpackError
+from pcir_upload.repository.unpack import UnpackError, unpack_all
 from support import ending, lied
 from test_unpack import KEYS, manifest_for, out, record, seal_package, sealed, unpack, zip_package  # noqa: F401 (out: a fixture)
+
+HOSTILE_ID, GOOD_ID = "h" * 32, "g" * 32
+
+
+def stored(data_dir: Path, upload: Path, upload_id: str, created: str) -> None:
+    """`upload` as a complete upload of the receiver's data folder (FORMAT.md, "Storage")."""
+    folder = data_dir / "uploads" / upload_id
+    folder.mkdir(parents=True)
+    shutil.copyfile(upload, folder / "data")
+    info = {"id": upload_id, "length": upload.stat().st_size, "created": created, "completed": created}
+    (folder / "info.json").write_text(json.dumps(info))
+
 
 def peak_refusing(data: Path, out: Path, match: str) -> int:
     """The most memory Python held while `unpack` refused `data` (as `match` says)."""
@@ -34,6 +47,49 @@ def peak_refusing(data: Path, out: Path, match: str) -> int:
 
 def one_file(cid: bytes, content: bytes = b"good") -> bytes:
     return zip_package([("files/a", content)], manifest_for(cid, [record("a", content)]))
+
+
+def encrypted(tmp_path: Path) -> Path:
+    cid = secrets.token_bytes(16)
+    return sealed(tmp_path, lied(one_file(cid), "files/a", flags=0x0809), cid, "hostile")
+
+
+def nested(tmp_path: Path) -> Path:
+    return sealed(tmp_path, zip_package([], b"[" * 100_000), secrets.token_bytes(16), "hostile")
+
+
+def exhausting(tmp_path: Path) -> Path:
+    """A manifest that takes the memory: stood in for by a MemoryError (see the test)."""
+    cid = secrets.token_bytes(16)
+    return sealed(tmp_path, zip_package([], manifest_for(cid, [], exhausting=True)), cid, "hostile")
+
+
+@pytest.mark.parametrize("hostile,reason", [
+    (encrypted, "files/a is encrypted"),
+    (nested, "deeper than 64 levels"),
+    (exhausting, "ran out of memory"),
+])
+def test_a_hostile_upload_fails_alone_and_a_later_one_unpacks(tmp_path, monkeypatch, hostile, reason) -> None:
+    strict = unpack_module._json_object
+
+    def parse(raw: bytes):
+        if b'"exhausting"' in raw:
+            raise MemoryError
+        return strict(raw)
+
+    monkeypatch.setattr(unpack_module, "_json_object", parse)
+    cid = secrets.token_bytes(16)
+    data, out = tmp_path / "data", tmp_path / "out"
+    stored(data, hostile(tmp_path), HOSTILE_ID, "2026-12-01T09:00:00+00:00")
+    stored(data, sealed(tmp_path, one_file(cid), cid, "good"), GOOD_ID, "2026-12-01T10:00:00+00:00")
+    for verb in ("unpacked", "already unpacked"):  # a second run goes the same way
+        lines: list[str] = []
+        assert not unpack_all(data, KEYS, out, lines.append)
+        assert len(lines) == 2 and lines[0].startswith(f"FAILED  upload {HOSTILE_ID}: "), lines
+        assert reason in lines[0] and "\n" not in lines[0]
+        assert lines[1].startswith(f"{verb:16s} {cid.hex()} ")
+        assert (out / cid.hex() / "files" / "a").read_bytes() == b"good"
+    assert sorted(p.name for p in out.iterdir()) == [".uploads", cid.hex()]
 
 
 @pytest.mark.parametrize("lists,refused", [(63, False), (64, True)])

@@ -507,6 +507,16 @@ def _summary(
     )
 
 
+def _reason(exc: Exception) -> str:
+    """Why an upload failed, in plain words: our checks say it, and for what no check foresaw
+    (the machine's limits, or a bug of ours) the exception is named."""
+    if isinstance(exc, UnpackError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "unpacking it ran out of memory"
+    return f"unpacking it failed unexpectedly ({type(exc).__name__}: {str(exc)[:200] or 'no details'})"
+
+
 def unpack_all(
     data_dir: Path,
     keys: PrivateKeys,
@@ -519,9 +529,9 @@ def unpack_all(
     for upload in completed_uploads(data_dir):
         try:
             result = unpack_upload(upload.id, upload.data_path, keys, out, report)
-        except UnpackError as exc:
+        except Exception as exc:  # one upload, whatever it did, must not stop the ones after it
             ok = False
-            report(f"FAILED  upload {upload.id}: {exc}")
+            report(f"FAILED  upload {upload.id}: {_reason(exc)}")
             continue
         verb = "already unpacked" if result.skipped else "unpacked"
         note = f", {result.unreadable} not fully readable on the disc" if result.unreadable else ""

@@ -37,6 +37,7 @@ class Rule:
     action: str
     fallback: str
     name: str
+    option: str = ""  # the option whose column gave `action`, if any
 
 
 @cache
@@ -65,7 +66,8 @@ def _rules() -> dict[int, Rule]:
         except ValueError:
             continue
         basic = _resolve(row["basic"])
-        rules[tag] = Rule(next((row[o] for o in APPLIED_OPTIONS if o in row), basic), basic, row["name"])
+        option = next((o for o in APPLIED_OPTIONS if o in row), "")
+        rules[tag] = Rule(row[option] if option else basic, basic, row["name"], option)
     return rules
 
 

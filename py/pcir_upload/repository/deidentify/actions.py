@@ -7,7 +7,9 @@ group lengths go (they would be wrong); any person name (PN), date (DA) or date-
 the table does not list goes; any UID (UI) the table does not list is replaced like a U
 (registry UIDs stay); and the free text of SR TEXT items and presentation-state text objects
 (Text Value, Unformatted Text Value) becomes a dummy, which is Clean Structured Content for
-elements the 2024b table does not name.
+elements the 2024b table does not name. A code sequence to be given a dummy (Institution
+Code Sequence, Person Identification Code Sequence) gets one dummy code item: its original
+code meaning is the institution's or the person's name.
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ def _apply(ds: Dataset, elem: DataElement, vr: str, rule: Rule | None, context: 
         if action == "Z":
             elem.value = []
             changes.emptied[name] += 1
+        elif action == "D" and name.endswith("CodeSequence"):
+            # An identification code (institution, person): its meaning is the name itself.
+            elem.value = [_dummy_code()]
+            changes.dummied[name] += 1
         else:  # K, D, U: keep the sequence; its items are cleaned like any dataset
             for item in elem.value:
                 clean(item, context, changes)
@@ -142,6 +148,12 @@ def _apply(ds: Dataset, elem: DataElement, vr: str, rule: Rule | None, context: 
         else:
             elem.value = DUMMIES.get(vr, b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else "")
         changes.dummied[name] += 1
+
+
+def _dummy_code() -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "ANONYMIZED", "99PCIR", TEXT_DUMMY
+    return item
 
 
 def _values(elem: DataElement) -> list[object]:

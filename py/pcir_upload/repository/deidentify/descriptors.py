@@ -40,7 +40,7 @@ _DATE_LIKE = re.compile(r"[0-9]{1,4}\s*[./-]\s*[0-9]{1,2}\s*[./-]\s*[0-9]{1,4}")
 
 def is_safe(text: str, identity: Collection[str]) -> bool:
     """Every word an imaging term or a short measurement, and none the patient's own."""
-    upper = text.upper()
+    upper = text.upper().replace("W/O", "WITHOUT").replace("W/", "WITH ")
     words = _WORD.findall(upper)
     if not words or re.sub(r"[A-Z0-9.\s/+()\-_,:]", "", upper):
         return False  # nothing to keep, or characters beyond a protocol menu's

@@ -139,7 +139,7 @@ class Contribution:
     def release(self, source: Path, record: dict[str, Any], subject: str) -> None:
         size = source.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise Unreleasable(f"larger than {MAX_FILE_BYTES >> 30} GiB: too large to clean here")
+            raise Unreleasable(f"{size:,} bytes, over {MAX_FILE_BYTES:,}: too large to clean here")
         ds = _read(source)
         ts = _transfer_syntax(ds)
         _check(ds, ts, size)
@@ -167,9 +167,10 @@ class Contribution:
         names = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), f"{ds.SOPInstanceUID}.dcm")
         if review is None:
             relative = Path("released", subject, *names)
+            target = self.scratch / relative
         else:
             relative = Path("review", self.cid, "dicom", *names)
-        target = self.scratch / relative
+            target = self.scratch / "review" / "dicom" / Path(*names)  # review/ becomes review/<id>
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             ds.save_as(target, enforce_file_format=True)

@@ -349,6 +349,9 @@ def test_a_disc_written_by_dcmtk(tmp_path: Path) -> None:
         assert subprocess.run(["dcmdump", "-q", str(path)], capture_output=True, check=False).returncode == 0
     for entry in report["files"]:
         assert (out / entry["to"]).is_file()
+        if entry["outcome"] == "released" and HAVE_DCIODVFY:
+            original = unpacked / CID_A / "files" / entry["path"]
+            assert dciodvfy_errors(out / entry["to"]) <= dciodvfy_errors(original), entry["path"]
 
 
 def test_patient_age_in_as_units() -> None:

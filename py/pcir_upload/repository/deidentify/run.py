@@ -38,7 +38,7 @@ DONE = ".done"
 SCRATCH = ".scratch"
 
 REVIEW_BY_ROLE = {
-    "index": "the disc's DICOMDIR names the patient; it is never released (released/ gets one rebuilt from the cleaned files)",
+    "index": "the disc's DICOMDIR names the patient; it is never released (the release step makes one from the cleaned files)",
     "viewer": "a viewer program from the disc: not research data",
     "disc-text": "the disc's own text (README, web pages, AUTORUN): may name the patient or the hospital",
     "document": "a document the patient added: only a person can judge what it reveals",

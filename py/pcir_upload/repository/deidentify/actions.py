@@ -51,6 +51,7 @@ class Changes:
     emptied: Counter[str] = field(default_factory=Counter)
     dummied: Counter[str] = field(default_factory=Counter)
     uids_replaced: Counter[str] = field(default_factory=Counter)
+    kept: Counter[str] = field(default_factory=Counter)  # what the table says to keep (K)
     kept_descriptors: Counter[str] = field(default_factory=Counter)
     added: dict[str, str] = field(default_factory=dict)
 
@@ -143,6 +144,8 @@ def _apply(ds: Dataset, elem: DataElement, vr: str, rule: Rule | None, context: 
         changes.emptied[name] += 1
     elif action == "U" or vr == "UI":
         _replace_uids(elem, context.secret, name, changes)
+    elif action == "K" and rule is not None:
+        changes.kept[name] += 1
     elif action == "D":
         if elem.keyword == "PatientID":
             elem.value = context.subject

@@ -378,3 +378,19 @@ def test_descriptors_kept_only_when_plainly_safe() -> None:
     assert not is_safe("MRI 12.03.2024", [])
     assert not is_safe("KNEE LEFT", ["LEFT"])
     assert not is_safe("", [])
+
+
+def test_identity_for_the_pixel_check_comes_from_the_original_headers() -> None:
+    from pcir_upload.repository.deidentify.subject import Identity
+
+    ds = Dataset()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyDate = "Doe^John", "MRN42", "19470311", "20190704"
+    ds.InstitutionName, ds.AccessionNumber, ds.StudyID = "General Hospital", "ACC1", "1"
+    ds.OtherPatientIDsSequence = Sequence([Dataset()])
+    ds.OtherPatientIDsSequence[0].PatientID = "OTHER7"
+    identity = Identity()
+    identity.add(ds)
+    for expected in ("Doe^John", "Doe", "John", "John Doe", "Doe John", "MRN42", "OTHER7", "ACC1", "General Hospital",
+                     "19470311", "11.03.1947", "11/03/1947", "1947-03-11", "04.07.2019", "2019-07-04"):
+        assert expected in identity.strings, expected
+    assert "1" not in identity.strings

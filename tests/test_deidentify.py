@@ -218,6 +218,10 @@ def test_running_twice_changes_nothing(tmp_path: Path, study: tuple[Path, dict[s
     assert second.returncode == 0 and "already done" in second.stdout
     assert _snapshot(out) == before
     assert not (out / ".scratch").exists() or not any((out / ".scratch").iterdir())
+    # A run stopped before its done marker redoes the contribution, to the same bytes.
+    (out / ".done" / CID_A).unlink()
+    assert deidentify(unpacked, out, secret).returncode == 0
+    assert _snapshot(out) == before
 
 
 @pytest.mark.skipif(not HAVE_DCIODVFY or not shutil.which("dcmdump"), reason="needs dicom3tools and dcmtk (./dev test installs them)")

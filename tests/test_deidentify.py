@@ -398,3 +398,50 @@ def test_identity_for_the_pixel_check_comes_from_the_original_headers() -> None:
                      "19470311", "11.03.1947", "11/03/1947", "1947-03-11", "04.07.2019", "2019-07-04"):
         assert expected in identity.strings, expected
     assert "1" not in identity.strings
+
+
+
+def test_the_pixel_checks_verdict_decides_release_or_review(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk's side of the interface with pixels.py, its two functions replaced here."""
+    import dataclasses
+    import importlib
+
+    tests_pixels.ensure()
+    pixels = importlib.import_module("pcir_upload.repository.deidentify.pixels")
+
+    @dataclasses.dataclass(frozen=True)
+    class Box:  # the fields of pixels.TextBox
+        frame: int
+        left: int
+        top: int
+        width: int
+        height: int
+        text: str
+        reason: str
+
+    verdict: dict[str, tuple[Box, ...]] = {}
+    given: list[list[str]] = []
+
+    def clean_pixels(ds: Dataset, identity: list[str]) -> tests_pixels.PixelResult:
+        given.append(list(identity))
+        boxes = verdict["boxes"]
+        return tests_pixels.PixelResult(boxes, "text found in the pixels" if boxes else None)
+
+    monkeypatch.setattr(pixels, "examine_reason", lambda ds: "ultrasound images often carry burned-in text")
+    monkeypatch.setattr(pixels, "clean_pixels", clean_pixels)
+    unpacked, out, secret = tmp_path / "unpacked", tmp_path / "out", tmp_path / "secret"
+    for cid, boxes in ((CID_A, (Box(0, 4, 5, 60, 9, "DOE JOHN", "name"),)), (CID_B, ())):
+        us = read(get_testdata_file("examples_rgb_color.dcm"))
+        us.PatientName, us.PatientID, us.StudyDate = "Doe^John", "MRN1", "20190704"
+        us.SOPInstanceUID = us.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        contribution(unpacked, cid, {"disc-1/US": (_save(us, tmp_path / f"{cid}.dcm"), "dicom")})
+        verdict["boxes"] = boxes
+        assert main(["deidentify", "--in", str(unpacked), "--out", str(out), "--secret", str(secret)]) == 0
+    assert {"Doe^John", "Doe", "John", "MRN1", "04.07.2019", "2019-07-04"} <= set(given[0])
+    found = json.loads((out / "review" / CID_A / "report.json").read_text())["files"][0]
+    assert found["outcome"] == "review" and found["to"].startswith(f"review/{CID_A}/dicom/")
+    assert found["pixels"]["boxes"][0]["text"] == "DOE JOHN" and found["reason"] == "text found in the pixels"
+    assert (out / found["to"]).is_file()
+    clear = json.loads((out / "review" / CID_B / "report.json").read_text())["files"][0]
+    assert clear["outcome"] == "released" and clear["pixels"]["examined_because"].startswith("ultrasound")
+    assert [p.name for p in (out / "released").rglob("*.dcm")] == [Path(clear["to"]).name]

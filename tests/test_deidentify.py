@@ -445,3 +445,9 @@ def test_the_pixel_checks_verdict_decides_release_or_review(tmp_path: Path, monk
     clear = json.loads((out / "review" / CID_B / "report.json").read_text())["files"][0]
     assert clear["outcome"] == "released" and clear["pixels"]["examined_because"].startswith("ultrasound")
     assert [p.name for p in (out / "released").rglob("*.dcm")] == [Path(clear["to"]).name]
+    # A pixel check that fails sends the image to review and the run goes on.
+    monkeypatch.setattr(pixels, "clean_pixels", lambda ds, identity: 1 / 0)
+    contribution(unpacked, CID_C, {"disc-1/US": (tmp_path / f"{CID_B}.dcm", "dicom")})
+    assert main(["deidentify", "--in", str(unpacked), "--out", str(out), "--secret", str(secret)]) == 0
+    failed = json.loads((out / "review" / CID_C / "report.json").read_text())["files"][0]
+    assert failed["outcome"] == "review" and "ZeroDivisionError" in failed["reason"]

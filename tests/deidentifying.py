@@ -30,9 +30,10 @@ def contribution(unpacked: Path, cid: str, files: dict[str, tuple[bytes | Path, 
             shutil.copyfile(content, target)
         else:
             target.write_bytes(content)
-        data = target.read_bytes()
-        records.append({"path": path, "entry": f"files/{path}", "size": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest(), "role": role})
+        with open(target, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        records.append({"path": path, "entry": f"files/{path}", "size": target.stat().st_size,
+                        "sha256": digest, "role": role})
     manifest = {"format": "pcir-contribution", "version": 1, "contribution_id": cid,
                 "created": "2026-12-01T09:41:07Z", "contributor_id": contributor, "files": records}
     (root / "manifest.json").write_text(json.dumps(manifest))

@@ -451,3 +451,32 @@ def test_the_pixel_checks_verdict_decides_release_or_review(tmp_path: Path, monk
     assert main(["deidentify", "--in", str(unpacked), "--out", str(out), "--secret", str(secret)]) == 0
     failed = json.loads((out / "review" / CID_C / "report.json").read_text())["files"][0]
     assert failed["outcome"] == "review" and "ZeroDivisionError" in failed["reason"]
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm"])
+def test_pixel_data_is_copied_in_pieces_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Deferred pixel data is appended from the original in pieces (write.py) in every
+    encoding; a deflated dataset is written whole by pydicom."""
+    tests_pixels.ensure()
+    monkeypatch.setattr(deid_run, "DEFER_SIZE", 1024)
+    monkeypatch.setattr("pcir_upload.repository.deidentify.write.PIECE", 1000)
+    from pcir_upload.repository.deidentify import write
+
+    streamed = []
+    real = write._streamable
+    monkeypatch.setattr(write, "_streamable", lambda ds, deflated: streamed.append(real(ds, deflated)) or streamed[-1])
+    ds = read(get_testdata_file(name))
+    ds.ImageType, ds.BurnedInAnnotation, ds.Modality = ["ORIGINAL", "PRIMARY"], "NO", "CT"
+    source = tmp_path / "source.dcm"
+    ds.save_as(source)
+    contribution(tmp_path / "unpacked", CID_A, {"disc-1/IM": (source, "dicom")})
+    out = tmp_path / "out"
+    assert main(["deidentify", "--in", str(tmp_path / "unpacked"), "--out", str(out), "--secret", str(tmp_path / "s")]) == 0
+    [released] = list((out / "released").rglob("*.dcm"))
+    again = read(released)
+    assert again.PixelData == read(source).PixelData
+    assert again.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
+    assert (streamed[0] is None) == (name == "image_dfl.dcm")
+    if shutil.which("dcmdump"):
+        dump = subprocess.run(["dcmdump", "-q", str(released)], capture_output=True, text=True, check=False)
+        assert dump.returncode == 0 and "E:" not in dump.stderr

@@ -31,6 +31,7 @@ from pcir_upload.repository.deidentify.age import add_age
 from pcir_upload.repository.deidentify.method import mark, new_file_meta
 from pcir_upload.repository.deidentify.profile import edition
 from pcir_upload.repository.deidentify.subject import Identity, pseudonym
+from pcir_upload.repository.deidentify.write import save
 
 DEFER_SIZE = 256 * 1024  # values larger than this stay in the file until written
 MAX_FILE_BYTES = 2 * 1024**3  # larger objects go to review: a 2 GiB multi-frame is not cleaned here
@@ -179,7 +180,7 @@ class Contribution:
             target = self.scratch / "review" / "dicom" / Path(*names)  # review/ becomes review/<id>
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            ds.save_as(target, enforce_file_format=True)
+            save(ds, target, source, ts == DeflatedExplicitVRLittleEndian)
         except Exception as exc:
             target.unlink(missing_ok=True)
             raise Unreleasable(f"the cleaned object could not be written: {type(exc).__name__}: {exc}") from exc

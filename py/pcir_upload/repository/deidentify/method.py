@@ -7,6 +7,8 @@ from __future__ import annotations
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
+from pcir_upload.repository.deidentify.profile import edition
+
 # CID 7050 De-identification Method: the options applied (profile.py).
 METHOD_CODES = (
     ("113100", "Basic Application Confidentiality Profile"),
@@ -15,7 +17,7 @@ METHOD_CODES = (
     ("113105", "Clean Descriptors Option"),
     ("113104", "Clean Structured Content Option"),
 )
-METHOD_TEXT = ["PS3.15 E.1-1 2024b Basic Profile", "Retain Patient Characteristics",
+METHOD_TEXT = [f"PS3.15 E.1-1 {edition()} Basic Profile", "Retain Patient Characteristics",
                "Clean Pixel Data", "Clean Descriptors", "Clean Structured Content", "pcir-upload"]
 # This implementation's own identity: 2.25 and the integer of a UUID made once for it.
 IMPLEMENTATION_CLASS_UID = UID("2.25.286757447715999493389155559556379648026")

@@ -181,6 +181,7 @@ class Contribution:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             save(ds, target, source, ts == DeflatedExplicitVRLittleEndian)
+            pydicom.dcmread(target, stop_before_pixels=True)  # what is written must read back
         except Exception as exc:
             target.unlink(missing_ok=True)
             raise Unreleasable(f"the cleaned object could not be written: {type(exc).__name__}: {exc}") from exc

@@ -467,6 +467,15 @@ def test_pixel_data_is_copied_in_pieces_byte_for_byte(tmp_path: Path, monkeypatc
     monkeypatch.setattr(write, "_streamable", lambda ds, deflated: streamed.append(real(ds, deflated)) or streamed[-1])
     ds = read(get_testdata_file(name))
     ds.ImageType, ds.BurnedInAnnotation, ds.Modality = ["ORIGINAL", "PRIMARY"], "NO", "CT"
+    # A sequence larger than the defer size (as per-frame functional groups are) is still cleaned.
+    frames = []
+    for n in range(40):
+        frame = Dataset()
+        content = Dataset()
+        content.FrameAcquisitionDateTime, content.FrameComments = "20190704113307", f"Quilliam frame {n}"
+        frame.FrameContentSequence = Sequence([content])
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
     source = tmp_path / "source.dcm"
     ds.save_as(source)
     contribution(tmp_path / "unpacked", CID_A, {"disc-1/IM": (source, "dicom")})
@@ -477,6 +486,7 @@ def test_pixel_data_is_copied_in_pieces_byte_for_byte(tmp_path: Path, monkeypatc
     assert again.PixelData == read(source).PixelData
     assert again.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
     assert (streamed[0] is None) == (name == "image_dfl.dcm")
+    assert leaks(out / "released", ["Quilliam", "20190704"]) == []
     if shutil.which("dcmdump"):
         dump = subprocess.run(["dcmdump", "-q", str(released)], capture_output=True, text=True, check=False)
         assert dump.returncode == 0 and "E:" not in dump.stderr

@@ -104,7 +104,7 @@ def clean(ds: Dataset, context: Context, changes: Changes | None = None) -> Chan
         vr = _vr(ds, tag)
         if rule is None and vr in REMOVED_VRS:
             rule = Rule("X", "X", REMOVED_VRS[vr])
-        if _is_deferred(raw):
+        if _is_deferred(raw) and vr != "SQ":  # a large sequence (per-frame groups) is read and cleaned
             if rule is not None and rule.action != "K":
                 del ds[tag]
                 changes.removed[_name(tag, rule)] += 1

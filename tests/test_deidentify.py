@@ -22,7 +22,7 @@ from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian, generate
 
 import discs
 import tests_pixels
-from deidentifying import (CONTRIBUTOR, contribution, dciodvfy_errors, deidentify, leaks, plant,
+from deidentifying import (contribution, dciodvfy_errors, deidentify, leaks, plant,
                            planted_strings, read)
 from pcir_upload.cli import main
 from pcir_upload.repository.deidentify import run as deid_run

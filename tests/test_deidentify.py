@@ -422,10 +422,10 @@ def test_the_pixel_checks_verdict_decides_release_or_review(tmp_path: Path, monk
     verdict: dict[str, tuple[Box, ...]] = {}
     given: list[list[str]] = []
 
-    def clean_pixels(ds: Dataset, identity: list[str]) -> tests_pixels.PixelResult:
+    def clean_pixels(ds: Dataset, identity: list[str]) -> object:
         given.append(list(identity))
         boxes = verdict["boxes"]
-        return tests_pixels.PixelResult(boxes, "text found in the pixels" if boxes else None)
+        return pixels.PixelResult(boxes, "text found in the pixels" if boxes else None)
 
     monkeypatch.setattr(pixels, "examine_reason", lambda ds: "ultrasound images often carry burned-in text")
     monkeypatch.setattr(pixels, "clean_pixels", clean_pixels)

@@ -1,4 +1,4 @@
-"""`pcir-upload`: the repository operator's commands (keygen, serve, unpack)."""
+"""`pcir-upload`: the repository operator's commands (keygen, serve, unpack, deidentify, list)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,22 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_deidentify(args: argparse.Namespace) -> int:
+    from pcir_upload.repository.deidentify.run import deidentify_all
+    from pcir_upload.repository.deidentify.secret import SecretError, load_secret
+
+    try:
+        secret = load_secret(args.secret)
+    except (OSError, SecretError) as exc:
+        print(f"pcir-upload deidentify: cannot use the secret {args.secret}: {exc}", file=sys.stderr)
+        return 1
+    if not args.inp.is_dir():
+        print(f"pcir-upload deidentify: {args.inp} is not a folder", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    return 0 if deidentify_all(args.inp, args.out, secret) else 1
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from pcir_upload.repository.receive.ledger import table
 
@@ -110,6 +126,19 @@ def parser() -> argparse.ArgumentParser:
                    help=f"the repository's private key ({PRIVATE_KEY_NAME})")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
     p.set_defaults(run=cmd_unpack)
+
+    p = commands.add_parser("deidentify", help="de-identify unpacked contributions for release",
+                            description="For every contribution in IN (as `unpack` writes them): "
+                            "OUT/released/<subject>/<study>/<series>/<instance>.dcm for what may be published "
+                            "(DICOM PS3.15 Basic Profile, see docs/DEIDENTIFICATION.md), OUT/review/<contribution id>/ "
+                            "for what a person must look at first, with report.json and summary.txt. "
+                            "Contributions already done are skipped; exits non-zero if any failed.")
+    p.add_argument("--in", dest="inp", type=Path, required=True, metavar="IN", help="the unpacked contributions")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where released/ and review/ go")
+    p.add_argument("--secret", type=Path, required=True, metavar="FILE",
+                   help="the repository's de-identification secret (made, mode 0600, if missing); "
+                   "it keys the new UIDs and subject pseudonyms: keep it, and keep it private")
+    p.set_defaults(run=cmd_deidentify)
 
     p = commands.add_parser("list", help="show every upload the receiver holds",
                             description="Every upload in DATA, complete or still uploading: its size, "

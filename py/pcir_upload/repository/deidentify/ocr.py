@@ -46,7 +46,7 @@ class Word:
     """One word as tesseract read it, in the coordinates of the image it was given."""
 
     page: int
-    line: tuple[int, int, int]  # (block, paragraph, line): words that tesseract set on one line
+    line: tuple[int, ...]  # (scale, block, paragraph, line): words tesseract set on one line
     left: int
     top: int
     width: int
@@ -63,28 +63,32 @@ def tesseract() -> str:
     return path
 
 
-def read_words(images: Sequence[np.ndarray], *, scale: int = 1) -> list[list[Word]]:
+def read_words(images: Sequence[np.ndarray], *, scales: Sequence[int] = (1,)) -> list[list[Word]]:
     """The words tesseract reads in each 2-D uint8 image, one list per image, in its order.
 
-    `scale` enlarges each image before reading (tesseract reads text best at a cap height of
-    about 20–30 pixels; annotations are often 8–12), and the boxes are given back in the
-    coordinates of the image as passed.
+    Each image is read once per scale, enlarged by it: tesseract reads best at a cap height
+    of about 20–40 pixels, and annotations run from 8 to 40, so a small scale alone misses
+    small text and a large one alone misses large text. Boxes are given back in the
+    coordinates of the image as passed; a line is one scale's line (Word.line starts with it).
     """
     if not images:
         return []
     program = tesseract()
     with tempfile.TemporaryDirectory(prefix="pcir-ocr-") as scratch:
-        names = []
+        names, jobs = [], []
         for number, image in enumerate(images):
             picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8), mode="L")
-            if scale != 1:
-                picture = picture.resize(
-                    (picture.width * scale, picture.height * scale), Image.Resampling.LANCZOS
-                )
-            name = Path(scratch, f"{number:05d}.png")
-            # Little compression: the file is read once, at once; zlib's time is wasted.
-            picture.save(name, compress_level=1)
-            names.append(str(name))
+            for scale in scales:
+                enlarged = picture
+                if scale != 1:
+                    enlarged = picture.resize(
+                        (picture.width * scale, picture.height * scale), Image.Resampling.LANCZOS
+                    )
+                name = Path(scratch, f"{len(names):05d}.png")
+                # Little compression: the file is read once, at once; zlib's time is wasted.
+                enlarged.save(name, compress_level=1)
+                names.append(str(name))
+                jobs.append((number, scale))
         listing = Path(scratch, "images.txt")
         listing.write_text("\n".join(names) + "\n")
         environment = dict(os.environ, OMP_THREAD_LIMIT="1")  # one core each: runs are parallel
@@ -92,7 +96,7 @@ def read_words(images: Sequence[np.ndarray], *, scale: int = 1) -> list[list[Wor
             done = subprocess.run(
                 [program, str(listing), "stdout", "--psm", PAGE_SEGMENTATION, "-l", "eng", "tsv"],
                 capture_output=True,
-                timeout=SECONDS_PER_IMAGE * len(images),
+                timeout=SECONDS_PER_IMAGE * len(names),
                 env=environment,
                 check=False,
             )
@@ -101,10 +105,22 @@ def read_words(images: Sequence[np.ndarray], *, scale: int = 1) -> list[list[Wor
         if done.returncode != 0:
             detail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
             raise OcrError(f"tesseract failed ({done.returncode}): {detail[0]}")
-    return _parse(done.stdout.decode("utf-8", errors="replace"), len(images), scale)
+    words: list[list[Word]] = [[] for _ in images]
+    for page, found in enumerate(_parse(done.stdout.decode("utf-8", errors="replace"), len(names))):
+        number, scale = jobs[page]
+        words[number].extend(_unscaled(word, number, scale) for word in found)
+    return words
 
 
-def _parse(tsv: str, pages: int, scale: int) -> list[list[Word]]:
+def _unscaled(word: Word, page: int, scale: int) -> Word:
+    """The word's box in the coordinates of the image before enlarging, covering it whole."""
+    left, top = word.left // scale, word.top // scale
+    right = -(-(word.left + word.width) // scale)
+    bottom = -(-(word.top + word.height) // scale)
+    return Word(page, (scale, *word.line), left, top, right - left, bottom - top, word.confidence, word.text)
+
+
+def _parse(tsv: str, pages: int) -> list[list[Word]]:
     """Word rows (level 5) of tesseract's TSV, per page (its page_num counts from 1)."""
     words: list[list[Word]] = [[] for _ in range(pages)]
     rows = csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -114,17 +130,14 @@ def _parse(tsv: str, pages: int, scale: int) -> list[list[Word]]:
         page = int(row["page_num"]) - 1
         if not 0 <= page < pages:
             continue
-        left, top = int(row["left"]) / scale, int(row["top"]) / scale
-        right = (int(row["left"]) + int(row["width"])) / scale
-        bottom = (int(row["top"]) + int(row["height"])) / scale
         words[page].append(
             Word(
                 page=page,
                 line=(int(row["block_num"]), int(row["par_num"]), int(row["line_num"])),
-                left=int(left),
-                top=int(top),
-                width=max(1, int(np.ceil(right)) - int(left)),
-                height=max(1, int(np.ceil(bottom)) - int(top)),
+                left=int(row["left"]),
+                top=int(row["top"]),
+                width=max(1, int(row["width"])),
+                height=max(1, int(row["height"])),
                 confidence=float(row["conf"]),
                 text=row["text"].strip(),
             )
@@ -262,7 +275,7 @@ def classify(words: Sequence[Word], identity: Iterable[str]) -> list[tuple[Word,
     as well, since a label or value next to it is rarely harmless and often misread.
     """
     forms = identity_forms(identity)
-    lines: dict[tuple[int, int, int], list[Word]] = {}
+    lines: dict[tuple[int, ...], list[Word]] = {}
     for word in words:
         lines.setdefault(word.line, []).append(word)
     found: list[tuple[Word, str]] = []

@@ -66,7 +66,7 @@ def canvas(rows: int, columns: int, *, seed: int = 0, contrast: str = "white on 
     apex_x, apex_y = columns / 2, rows * 0.12
     angle = np.arctan2(x - apex_x, y - apex_y)
     radius = np.hypot(x - apex_x, y - apex_y)
-    sector = (np.abs(angle) < 0.6) & (radius > rows * 0.08) & (radius < rows * 0.8)
+    sector = (np.abs(angle) < 0.6) & (radius > rows * 0.08) & (radius < rows * 0.7)
     speckle = generator.rayleigh(38, size=(rows, columns))
     speckle = np.asarray(Image.fromarray(np.clip(speckle, 0, 255).astype(np.uint8)).filter(ImageFilter.BoxBlur(1)))
     image[sector] = np.clip(speckle[sector] * 1.6 + 10, 0, 255)

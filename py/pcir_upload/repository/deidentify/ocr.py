@@ -259,10 +259,11 @@ def _matches_identity(folded: str, forms: set[str]) -> bool:
         if _close(folded, form):
             return True
         # A label glued to the value (DOB:08/29/1951), or a value cut short by the display
-        # (PATIENTFI..): containment, from lengths at which it is not chance.
+        # (PATIENTFI..), or a value read in part (471902 of PID4471902): containment, from
+        # lengths at which it is not chance.
         if len(form) >= 4 and form in folded:
             return True
-        if len(folded) >= 5 and form.startswith(folded):
+        if len(folded) >= 5 and folded in form:
             return True
     return False
 
@@ -302,7 +303,8 @@ def _mark_identity(line: list[Word], forms: set[str], reasons: list[str | None])
         joined = ""
         for end in range(start, min(start + 4, len(line))):
             joined += fold(line[end].text)
-            if line[end].confidence < CONFIDENCE_IDENTITY:
+            # A run must be read with some confidence: joined fragments of speckle spell anything.
+            if line[end].confidence < (CONFIDENCE_IDENTITY if end == start else CONFIDENCE_PATTERN):
                 break
             hit = (
                 _matches_identity(joined, forms)
@@ -343,7 +345,9 @@ def _mark_patterns(line: list[Word], reasons: list[str | None]) -> None:
 
 def _is_text(word: Word, *, strict: bool) -> bool:
     """Other text: three letters or digits read with confidence (any, beside a sensitive word)."""
-    letters = len(re.findall(r"[0-9A-Za-z]", word.text))
+    letters = re.findall(r"[0-9A-Za-z]", word.text)
     if strict:
-        return letters >= 3 and word.confidence >= CONFIDENCE_TEXT
-    return letters >= 1 and word.confidence >= CONFIDENCE_PATTERN
+        # One letter over and over (SSS, eee) is what tesseract reads in speckle, not text.
+        repeated = len({letter.casefold() for letter in letters}) == 1
+        return len(letters) >= 3 and not repeated and word.confidence >= CONFIDENCE_TEXT
+    return len(letters) >= 1 and word.confidence >= CONFIDENCE_PATTERN

@@ -181,8 +181,8 @@ def clean_pixels(ds: pydicom.Dataset, identity: Sequence[str]) -> PixelResult:
     frame = ALL_FRAMES if frames > 1 else 0
     boxes = _merge(
         [
-            TextBox(frame, word.left, word.top, word.width, word.height, word.text, reason)
-            for words in pages
+            _along_line(grey, TextBox(frame, word.left, word.top, word.width, word.height, word.text, reason))
+            for grey, words in zip(distinct.values(), pages)
             for word, reason in ocr.classify(words, identity)
         ]
     )
@@ -335,6 +335,50 @@ def _grey8(ds: pydicom.Dataset, image: _Image, index: int) -> np.ndarray:
     return grey.astype(np.uint8)
 
 
+def _along_line(grey: np.ndarray, box: TextBox) -> TextBox:
+    """The box widened over the ink that continues its line: the letters OCR did not read.
+
+    Tesseract often reads part of a line ("471902" of "PID4471902", "MUELLER" of
+    "MUELLER^ANNA"); the rest is ink on the same rows, separated from the word by gaps no
+    wider than a space. Columns of the word's rows that differ from the line's background
+    count as ink; the box grows over them until a gap as wide as the text is high. Ink without
+    a gap for twice the text's height is texture (speckle), not letters, and is not taken.
+    """
+    rows, columns = grey.shape
+    top, bottom = max(0, box.top), min(rows, box.top + box.height)
+    if bottom <= top or box.height < 4:
+        return box
+    reach = 8 * box.height
+    lo, hi = max(0, box.left - reach), min(columns, box.left + box.width + reach)
+    band = grey[top:bottom, lo:hi].astype(np.int16)
+    background = int(np.median(band))
+    ink = (np.abs(band - background) > 48).any(axis=0)
+    gap_allowed = max(3, int(box.height * 0.9))
+
+    def grow(start: int, step: int) -> int:
+        edge, gap, run = start, 0, 0
+        before_run = start
+        position = start + step
+        while 0 <= position - lo < len(ink) and gap <= gap_allowed:
+            if ink[position - lo]:
+                if run == 0:
+                    before_run = edge
+                run += 1
+                gap = 0
+                edge = position
+                if run > 2 * box.height:
+                    return before_run  # ink without a gap: texture (speckle), not letters
+            else:
+                run = 0
+                gap += 1
+            position += step
+        return edge
+
+    left = grow(box.left, -1)
+    right = grow(box.left + box.width - 1, 1) + 1
+    return TextBox(box.frame, left, box.top, right - left, box.height, box.text, box.reason)
+
+
 def _stretch(values: np.ndarray) -> np.ndarray:
     """Min–max to 0–255: without a window, the full range is all that is known."""
     low, high = float(values.min()), float(values.max())
@@ -360,7 +404,8 @@ def _values(value: object) -> list:
 
 
 def _merge(boxes: list[TextBox]) -> tuple[TextBox, ...]:
-    """One box per place: the same word read on several frames becomes their union."""
+    """One box per place: the same word read on several frames or scales, or words a line's
+    growth joined, become their union, with the texts read there."""
     merged: list[TextBox] = []
     for box in boxes:
         for position, other in enumerate(merged):
@@ -369,7 +414,8 @@ def _merge(boxes: list[TextBox]) -> tuple[TextBox, ...]:
                 right = max(other.left + other.width, box.left + box.width)
                 bottom = max(other.top + other.height, box.top + box.height)
                 reason = min(other.reason, box.reason, key=_REASON_ORDER.index)
-                text = other.text if other.reason == reason else box.text
+                first, second = (other, box) if other.left <= box.left else (box, other)
+                text = first.text if second.text in first.text else f"{first.text} {second.text}"
                 merged[position] = TextBox(other.frame, left, top, right - left, bottom - top, text, reason)
                 break
         else:

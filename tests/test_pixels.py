@@ -23,9 +23,13 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import (
     CTImageStorage,
     ComputedRadiographyImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
     JPEGLosslessSV1,
+    JPEGLSLossless,
     RLELossless,
     SecondaryCaptureImageStorage,
 )
@@ -262,7 +266,7 @@ def test_a_long_cine_is_sampled_and_goes_to_review():
     assert decoded(ds)[:, 12:24, 12:40].max() == decoded(ds).min()  # blanked on unread frames too
 
 
-# Transfer syntaxes --------------------------------------------------------------------------
+# Transfer syntaxes, and files DCMTK reads back --------------------------------------------------------------------------
 
 
 def test_jpeg_baseline_is_decoded_blanked_and_written_native_and_lossy():
@@ -277,12 +281,18 @@ def test_jpeg_baseline_is_decoded_blanked_and_written_native_and_lossy():
     assert again.LossyImageCompression == "01" and again.LossyImageCompressionMethod == "ISO_10918_1"
 
 
-@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
-def test_lossless_compressed_input_is_cleaned(syntax):
+@pytest.mark.parametrize(
+    "syntax", [RLELossless, JPEG2000Lossless, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
+)
+def test_lossless_and_native_syntaxes_are_cleaned(syntax):
     frame, planted = frame_with([("MUELLER^ANNA", (6, 6))], rows=120, columns=200, size=14)
     ds = burnedin.dataset(frame)
-    ds.compress(syntax, generate_instance_uid=False)
+    if syntax.is_compressed:
+        ds.compress(syntax, generate_instance_uid=False)
+    else:
+        ds.file_meta.TransferSyntaxUID = syntax
     ds = burnedin.reread(ds)
+    assert ds.file_meta.TransferSyntaxUID == syntax
     before = decoded(ds)
     result = clean_pixels(ds, IDENTITY)
     assert_cleaned(before, ds, result, planted)
@@ -290,15 +300,27 @@ def test_lossless_compressed_input_is_cleaned(syntax):
 
 
 @pytest.mark.skipif(shutil.which("dcmcjpeg") is None, reason="DCMTK is not installed")
-def test_jpeg_lossless_written_by_dcmtk(tmp_path):
+@pytest.mark.parametrize(
+    "command, syntax",
+    [
+        (["dcmcjpeg", "+e1"], JPEGLosslessSV1),
+        (["dcmcjpeg", "+eb"], JPEGBaseline8Bit),
+        (["dcmcjpls", "+el"], JPEGLSLossless),
+    ],
+)
+def test_compressed_by_dcmtk_is_cleaned_into_valid_dicom(tmp_path, command, syntax):
     frame, planted = frame_with([("PID4471902", (6, 6))], rows=120, columns=200, size=14)
     burnedin.dataset(frame).save_as(tmp_path / "native.dcm", enforce_file_format=True)
-    subprocess.run(["dcmcjpeg", "+e1", str(tmp_path / "native.dcm"), str(tmp_path / "jpeg.dcm")], check=True)
-    ds = pydicom.dcmread(tmp_path / "jpeg.dcm")
-    assert ds.file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    subprocess.run([*command, str(tmp_path / "native.dcm"), str(tmp_path / "compressed.dcm")], check=True)
+    ds = pydicom.dcmread(tmp_path / "compressed.dcm")
+    assert ds.file_meta.TransferSyntaxUID == syntax
     before = decoded(ds)
     result = clean_pixels(ds, IDENTITY)
     assert_cleaned(before, ds, result, planted)
+    ds.save_as(tmp_path / "cleaned.dcm", enforce_file_format=True)
+    dump = subprocess.run(["dcmdump", "+E", str(tmp_path / "cleaned.dcm")], capture_output=True, text=True)
+    assert dump.returncode == 0 and "Little Endian Explicit" in dump.stdout, dump.stderr
+    assert (ds.get("LossyImageCompression") == "01") == (syntax == JPEGBaseline8Bit)
 
 
 def test_an_undecodable_syntax_or_broken_data_goes_to_review_untouched():
@@ -315,6 +337,9 @@ def test_an_undecodable_syntax_or_broken_data_goes_to_review_untouched():
     assert result.boxes == () and "cannot be examined" in result.review
     with pytest.raises(pixels.Undecodable):
         blank(video, [TextBox(0, 0, 0, 4, 4, "", "text")])
+    palette = burnedin.dataset(np.zeros((16, 16), dtype=np.uint8), photometric="PALETTE COLOR")
+    result = clean_pixels(palette, IDENTITY)  # no palette tables: the header contradicts itself
+    assert result.boxes == () and "cannot be examined" in result.review
 
 
 # Nothing found, and the operator's box -------------------------------------------------------

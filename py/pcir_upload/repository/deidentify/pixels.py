@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
+from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from pcir_upload.repository.deidentify import ocr
@@ -171,9 +172,13 @@ def clean_pixels(ds: pydicom.Dataset, identity: Sequence[str]) -> PixelResult:
     read = _frames_to_read(frames)
     # Identical frames (a paused cine, a static screen) are read once.
     distinct: dict[bytes, np.ndarray] = {}
-    for index in read:
-        grey = _grey8(ds, image, index)
-        distinct.setdefault(hashlib.blake2b(grey.tobytes(), digest_size=16).digest(), grey)
+    try:
+        for index in read:
+            grey = _grey8(ds, image, index)
+            distinct.setdefault(hashlib.blake2b(grey.tobytes(), digest_size=16).digest(), grey)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
+        # A palette without its tables, a window of text: the header contradicts the pixels.
+        return PixelResult((), f"the pixel data cannot be examined: {type(error).__name__}: {error}")
     try:
         pages = ocr.read_words(list(distinct.values()), scales=_scales(*image.pixels.shape[1:3]))
     except ocr.OcrError as error:
@@ -480,14 +485,23 @@ def _write_back(ds: pydicom.Dataset, image: _Image) -> None:
     if pixels.shape[0] == 1 and not image.multi_frame:
         pixels = pixels[0]
     photometric = "RGB" if image.pixels.shape[-1] == 3 else image.photometric
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    # set_pixel_data refuses a big-endian syntax; the new one is set first, and put back if
+    # writing fails, so that a failure leaves the dataset as it was.
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
-        if keyword in ds:
-            del ds[keyword]
     try:
         ds.set_pixel_data(pixels, photometric, image.bits_stored, generate_instance_uid=False)
     except (ValueError, AttributeError, NotImplementedError) as error:
+        if syntax is None:
+            del ds.file_meta.TransferSyntaxUID
+        else:
+            ds.file_meta.TransferSyntaxUID = syntax
         raise Undecodable(f"the blanked pixels cannot be written: {error}") from error
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in ds:
+            del ds[keyword]
     if image.lossy is not None:
         # Decoded lossy pixels stay lossy: the flag must keep telling the truth.
         ds.LossyImageCompression = "01"

@@ -175,6 +175,12 @@ def test_identity_matches_through_case_diacritics_separators_and_a_misread():
     assert [reason for _, reason in ocr.classify(dated, [])] == ["date", "date", "date"]
 
 
+def test_noise_is_measured_on_the_plain_part_of_a_frame():
+    frame = burnedin.canvas(240, 320)
+    assert ocr.noise_level(frame) < 1  # speckle and letters are not noise
+    assert 6 < ocr.noise_level(burnedin.noisy(frame, 8)) < 10
+
+
 # Photometric interpretations and bit depths --------------------------------------------------
 
 

@@ -111,6 +111,9 @@ def test_examine_reason_follows_the_header():
     assert examine_reason(header(CTImageStorage, "CT", ["DERIVED", "SECONDARY", "OTHER"]))
     assert examine_reason(header(CTImageStorage, "CT", ["DERIVED", "SECONDARY"], BurnedInAnnotation="NO")) is None
     assert "dose" in examine_reason(header(CTImageStorage, "CT", ["ORIGINAL", "PRIMARY"], SeriesDescription="Dose Report"))
+    ordinary = header(CTImageStorage, "CT", ["ORIGINAL", "PRIMARY", "AXIAL"], ProtocolName="Head Protocol")
+    ordinary.SeriesDescription = "Screening chest"
+    assert examine_reason(ordinary) is None
     # Ultrasound and secondary capture are examined whatever their flag says.
     assert "ultrasound" in examine_reason(header(None, "US", ["ORIGINAL", "PRIMARY"], BurnedInAnnotation="NO"))
     assert "secondary capture" in examine_reason(header(SecondaryCaptureImageStorage, "OT", BurnedInAnnotation="NO"))

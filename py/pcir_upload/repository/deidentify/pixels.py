@@ -12,6 +12,7 @@ outcome that lets an examined image be released without a person's look.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,8 +78,10 @@ _CROSS_SECTIONAL = {
     "1.2.840.10008.5.1.4.1.1.20": "NM",
     "1.2.840.10008.5.1.4.1.1.481.1": "RT image",
 }
-# Words in ImageType or a description that mark a picture of a screen or of a report.
-_SCREEN_WORDS = ("SCREEN", "DOSE", "REPORT", "SUMMARY", "CAPTURE", "PROTOCOL", "CSA")
+# Words in ImageType or a description that mark a picture of a screen or of a report. Not
+# "protocol" alone: ProtocolName names the protocol of every ordinary slice, and OCR of a
+# whole CT series is minutes spent on nothing.
+_SCREEN_WORDS = re.compile(r"\b(SCREEN ?SAVE|SCREEN|SCREENSHOT|DOSE|DOSE_INFO|REPORT|SUMMARY|CAPTURE|PATIENT PROTOCOL)\b")
 _LOSSY_SYNTAXES = {
     "1.2.840.10008.1.2.4.50": "ISO_10918_1",
     "1.2.840.10008.1.2.4.51": "ISO_10918_1",
@@ -137,15 +140,14 @@ def examine_reason(ds: pydicom.Dataset) -> str | None:
     if modality in _ALWAYS_EXAMINED_MODALITIES:
         return f"modality {modality} ({_ALWAYS_EXAMINED_MODALITIES[modality]}) often carries burned-in text"
     image_type = [str(value).strip().upper() for value in _values(ds.get("ImageType"))]
+    if _SCREEN_WORDS.search(" ".join(image_type)):
+        return f"ImageType {chr(92).join(image_type)} marks a screen save or report"
     described = " ".join(
         str(ds.get(keyword, "")).upper()
-        for keyword in ("SeriesDescription", "ProtocolName", "ImageComments", "DerivationDescription")
+        for keyword in ("SeriesDescription", "ImageComments", "DerivationDescription")
     )
-    for word in _SCREEN_WORDS:
-        if any(word in value for value in image_type):
-            return f"ImageType {chr(92).join(image_type)} marks a screen save or report"
-        if word in described.split() or f"{word} " in described:
-            return f"its description names a {word.lower()} (screen save or dose report)"
+    if match := _SCREEN_WORDS.search(described):
+        return f"its description names a {match.group(1).lower()} (a screen save or dose report)"
     if image_type[:2] == ["DERIVED", "SECONDARY"] and burned != "NO":
         return "ImageType DERIVED\\SECONDARY without BurnedInAnnotation NO"
     if burned == "NO":
@@ -279,7 +281,10 @@ def _decode(ds: pydicom.Dataset) -> _Image:
         raise Undecodable(f"decoding {syntax.name} failed: {type(error).__name__}: {error}") from error
     photometric = str(info.get("photometric_interpretation", ds.get("PhotometricInterpretation", "")))
     samples = int(info.get("samples_per_pixel", samples))
-    pixels = pixels.reshape(frames, rows, columns, samples)
+    try:
+        pixels = pixels.reshape(frames, rows, columns, samples)
+    except ValueError as error:
+        raise Undecodable(f"the decoded pixels do not fit the header's frames and size: {error}") from error
     lossy = _LOSSY_SYNTAXES.get(str(syntax))
     if str(ds.get("LossyImageCompression", "")) == "01" and lossy is None:
         lossy = "as flagged"

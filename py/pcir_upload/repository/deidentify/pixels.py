@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
+import pydicom.pixels
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 

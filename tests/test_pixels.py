@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +289,22 @@ def test_a_long_cine_is_sampled_and_goes_to_review():
     result = clean_pixels(ds, IDENTITY)
     assert "cine of 15 frames: 10 were read" in result.review
     assert decoded(ds)[:, 12:24, 12:40].max() == decoded(ds).min()  # blanked on unread frames too
+
+
+def test_deid_data_cine_is_blanked_on_all_its_frames(monkeypatch):
+    with zipfile.ZipFile(DEID_DATA / "GREYSCALE_CINE.zip") as archive:
+        ds = pydicom.dcmread(io.BytesIO(archive.read("GREYSCALE_CINE.dcm")))
+    monkeypatch.setattr(pixels, "FRAMES_READ", 2)  # 27 frames of 800x600: two keep the test short
+    before = decoded(ds)
+    result = clean_pixels(ds, ["ZZZ TEST^PATIENTFIRST", "00079241539", "19510829"])
+    assert "a cine of 27 frames: 2 were read" in result.review
+    identity = [box for box in result.boxes if "00079241539" in box.text]
+    assert identity and identity[0].frame == ALL_FRAMES
+    after = decoded(ds)
+    top, bottom, left, right = pixels.blanked_region(identity[0], ds.Rows, ds.Columns)
+    assert (after[:, top:bottom, left:right] == before.min()).all()
+    mask = blanked_mask(result.boxes, ds.Rows, ds.Columns)
+    assert np.array_equal(before[:, ~mask], after[:, ~mask]) and ds.NumberOfFrames == 27
 
 
 # Transfer syntaxes, and files DCMTK reads back --------------------------------------------------------------------------

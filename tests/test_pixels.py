@@ -201,6 +201,22 @@ def test_monochrome1_16_bit_with_a_window():
     assert after[0, box.top + box.height // 2, box.left + 2, 0] == before.max()  # black in MONOCHROME1
 
 
+def test_16_bit_through_a_voi_lut():
+    frame, planted = frame_with([("PID4471902", (6, 6))], rows=120, columns=200, size=14)
+    # The frame in 2850–3050 of 12 bits, with a dead and a hot pixel: only the LUT shows it.
+    stored = (2850 + frame.astype(np.float64) * 200 / 255).astype(np.uint16)
+    stored[-1, 0], stored[-1, -1] = 0, 4095
+    ds = burnedin.dataset(stored, bits_stored=12)
+    lut = Dataset()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.LUTData = [int(np.clip((value - 2850) * 65535 / 200, 0, 65535)) for value in range(4096)]
+    lut["LUTData"].VR = "US"
+    ds.VOILUTSequence = [lut]
+    before = decoded(ds)
+    result = clean_pixels(ds, IDENTITY)
+    assert_cleaned(before, ds, result, planted)
+
+
 def test_colour_text_in_rgb_and_ybr():
     frame, planted = frame_with([("MUELLER^ANNA", (6, 6)), ("03-JAN-2025", (150, 212))], size=14)
     rgb = np.repeat(frame[..., None], 3, axis=2)

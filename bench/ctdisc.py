@@ -133,6 +133,7 @@ def _dataset(study: dict[str, str], series_uid: str, series_number: int, instanc
     ds.AccessionNumber = "BENCH1"
     ds.StudyDescription = "CT chest abdomen (synthetic benchmark)"
     ds.Modality = "CT"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]  # as scanners write it: a slice the pixel check clears
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
     ds.SeriesDescription = f"Axial 1.0 mm part {series_number}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import os
 import resource
@@ -71,14 +70,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=256)
     args = parser.parse_args()
-    try:
-        importlib.import_module("pcir_upload.repository.deidentify.pixels")
-        pixels = "pixels.py"
-    except ModuleNotFoundError:
-        import tests_pixels
-
-        tests_pixels.ensure()
-        pixels = "the tests' double of pixels.py (no OCR)"
     from pcir_upload.repository.deidentify.run import deidentify_all
 
     disc = ct_folder(OUT, args.size_mib)
@@ -95,7 +86,7 @@ def main() -> int:
     took = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mb = total / 1e6
-    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; pixel check: {pixels}")
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     print(f"input: {len(files)} DICOM files, {mb:.0f} MB (CT-like disc, {args.size_mib} MiB)")
     print(f"pydicom read+write (baseline): {base:6.2f} s  {len(files) / base:7.1f} files/s  {mb / base:6.1f} MB/s")
     print(f"pcir-upload deidentify:        {took:6.2f} s  {len(files) / took:7.1f} files/s  {mb / took:6.1f} MB/s"

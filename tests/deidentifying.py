@@ -42,8 +42,7 @@ def contribution(unpacked: Path, cid: str, files: dict[str, tuple[bytes | Path, 
 
 def deidentify(unpacked: Path, out: Path, secret: Path) -> subprocess.CompletedProcess[str]:
     """`pcir-upload deidentify` as the operator runs it, in its own process."""
-    code = "import sys; from tests_pixels import ensure; ensure(); from pcir_upload.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, "deidentify", "--in", str(unpacked), "--out", str(out),
+    return subprocess.run([sys.executable, "-m", "pcir_upload.cli", "deidentify", "--in", str(unpacked), "--out", str(out),
                            "--secret", str(secret)], capture_output=True, text=True,
                           env=_env(), check=False)
 

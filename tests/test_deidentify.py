@@ -21,7 +21,6 @@ from pydicom.sequence import Sequence
 from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian, generate_uid
 
 import discs
-import tests_pixels
 from deidentifying import (contribution, dciodvfy_errors, deidentify, leaks, plant,
                            planted_strings, read)
 from pcir_upload.cli import main
@@ -252,7 +251,6 @@ def _pdf_object(path: Path) -> Path:
 
 
 def test_bad_input_goes_to_review_and_never_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    tests_pixels.ensure()
     sources = tmp_path / "sources"
     unknown = read(get_testdata_file("CT_small.dcm"))
     unknown.file_meta.TransferSyntaxUID = "1.2.3.4.5.6.7"
@@ -406,7 +404,6 @@ def test_the_pixel_checks_verdict_decides_release_or_review(tmp_path: Path, monk
     import dataclasses
     import importlib
 
-    tests_pixels.ensure()
     pixels = importlib.import_module("pcir_upload.repository.deidentify.pixels")
 
     @dataclasses.dataclass(frozen=True)
@@ -457,7 +454,6 @@ def test_the_pixel_checks_verdict_decides_release_or_review(tmp_path: Path, monk
 def test_pixel_data_is_copied_in_pieces_byte_for_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Deferred pixel data is appended from the original in pieces (write.py) in every
     encoding; a deflated dataset is written whole by pydicom."""
-    tests_pixels.ensure()
     monkeypatch.setattr(deid_run, "DEFER_SIZE", 1024)
     monkeypatch.setattr("pcir_upload.repository.deidentify.write.PIECE", 1000)
     from pcir_upload.repository.deidentify import write

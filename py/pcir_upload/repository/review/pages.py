@@ -15,7 +15,7 @@ from urllib.parse import quote
 STYLE = """
 body{font:16px/1.45 system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff}
 header{display:flex;gap:1rem;align-items:center;justify-content:space-between;padding:.5rem 1rem;background:#0b3d5c;color:#fff}
-header a,header button{color:#fff}
+header a{color:#fff}header button{background:#fff;color:#0b3d5c;border-color:#fff}
 main{padding:1rem;max-width:72rem}
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;color:#000;padding:.5rem}
 table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #888;padding:.25rem .5rem;text-align:left;vertical-align:top}
@@ -26,7 +26,7 @@ input{font:inherit;padding:.2rem}label{display:inline-block;margin:.2rem .6rem .
 input[type=number]{width:5.5rem}input.why{width:24rem;max-width:100%}
 section.file{border-top:2px solid #0b3d5c;margin-top:1.5rem;padding-top:.5rem}
 figure{margin:.5rem 0}svg.image{max-width:100%;height:auto;background:#000;display:block}
-img.page{max-width:100%;border:1px solid #888;display:block;margin:.5rem 0}
+img.page{max-width:min(100%,40rem);border:1px solid #888;display:block;margin:.5rem 0}
 img.strip{max-width:100%;display:block}
 .state{font-weight:bold}.error{color:#8b0000;font-weight:bold;border:2px solid #8b0000;padding:.5rem}
 form.inline{display:inline-block;margin-right:1rem}

@@ -89,7 +89,7 @@ def _image(out: Path, cid: str, n: int, entry: dict[str, Any], boxes: list[dict[
                       f'stroke="#40a0ff" stroke-dasharray="6 3" stroke-width="{max(2, columns // 300)}">'
                       f'<title>drawn by the operator</title></rect>')
     picture = (f'<figure><svg class="image" role="img" aria-labelledby="cap-{n}" viewBox="0 0 {columns} {rows}" '
-               f'width="{min(columns, 800)}" xmlns="http://www.w3.org/2000/svg">'
+               f'width="{min(2 * columns, 800)}" xmlns="http://www.w3.org/2000/svg">'
                f'<image href="/c/{u(cid)}/image/{n}.png" x="0" y="0" width="{columns}" height="{rows}"/>'
                f'{"".join(shapes)}</svg><figcaption id="cap-{n}">Frame 1 of {frames}, {columns} × {rows} pixels; '
                f'red: text found and blanked ({len(found)}), blue dashed: blanked by the operator ({len(boxes)}).'
@@ -177,18 +177,21 @@ def contribution(out: Path, summary: Summary, report: dict[str, Any], state: Con
             section.append(_image(out, cid, n, entry, boxes, csrf))
             if decided != ACCEPT and not problem and not state.rejected:
                 section.append(action_form(f"/c/{u(cid)}/file/{n}/accept", csrf, "Accept as cleaned", f"accept-{n}",
-                                           "looked at every frame shown: no identifying text left"))
+                                           "looked at every frame shown: no identifying text left",
+                                           why_label="Why it may be released"))
         elif what == DOCUMENT:
             section.append(_document(cid, n, entry, out))
             if decided != ACCEPT and not problem and not state.rejected:
                 section.append('<p>Accepting releases the rendered pages only (no text layer, no metadata). '
                                'Redacting parts of a page is not built: reject a document that identifies the patient.</p>')
                 section.append(action_form(f"/c/{u(cid)}/file/{n}/accept", csrf, "Accept the pages", f"accept-{n}",
-                                           "nothing on the pages identifies the patient"))
+                                           "nothing on the pages identifies the patient",
+                                           why_label="Why it may be released"))
         else:
             section.append('<p>This is an original as it came from the disc: it can only be rejected.</p>')
         if not released and decided != REJECT and not state.rejected:
-            section.append(action_form(f"/c/{u(cid)}/file/{n}/reject", csrf, "Reject this file", f"reject-{n}", danger=True))
+            section.append(action_form(f"/c/{u(cid)}/file/{n}/reject", csrf, "Reject this file", f"reject-{n}", danger=True,
+                                       why_label="Why it is rejected"))
         section.append("</section>")
         parts.append("".join(section))
     automatic = [entry for entry in report["files"] if entry["outcome"] == "released"]

@@ -148,6 +148,30 @@ def test_originals_cannot_be_accepted_and_a_rejected_contribution_releases_nothi
     assert "rejected" in listing.text
 
 
+def test_documents_are_read_against_the_patient_of_the_originals(made: Path, out: Path) -> None:
+    client = TestClient(app(out, SECRET, made.parent / "unpacked"), follow_redirects=False)
+    client.post("/login", data={"token": SECRET, "operator": "Ada"})
+    text = client.get(f"/c/{CID}").text
+    rows = re.findall(r"<tr><td>([^<]+)</td><td><strong>([^<]+)</strong>", text)
+    assert rows == [("letter.pdf", "same patient"), ("photo.jpg", "could not tell")]
+    assert "29.08.1951" in text  # the evidence: what OCR read that is the patient's
+
+
+def test_a_page_that_names_someone_else_is_different() -> None:
+    from io import BytesIO
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from burnedin import FONTS
+    from pcir_upload.repository.review.identity import DIFFERENT, compare
+    page = Image.new("L", (900, 200), 255)
+    ImageDraw.Draw(page).text((30, 60), "Patient: Roe, Jane  DOB 01.02.1960", fill=0,
+                              font=ImageFont.truetype(str(FONTS["DejaVu Sans"]), 28))
+    buffer = BytesIO()
+    page.save(buffer, format="PNG")
+    assert compare([buffer.getvalue()], {"DOE", "JOHN", "29.08.1951"}).verdict == DIFFERENT
+
+
 def test_a_box_outside_the_image_is_refused(out: Path) -> None:
     client, csrf = logged_in(out)
     response = client.post(f"/c/{CID}/file/0/boxes", data={"csrf": csrf, "x": 300, "y": 0, "w": 100, "h": 10, "why": "x"})

@@ -49,7 +49,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "py"), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "pcir_upload.cli", "review", "--out", str(out), "--port", str(port),
-                                "--password-file", str(tmp_path / "password")], env=env,
+                                "--password-file", str(tmp_path / "password"), "--in", str(tmp_path / "unpacked")], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -120,6 +120,7 @@ def test_an_operator_reviews_and_releases_by_keyboard(chromium: Browser, served:
         page.keyboard.press("Enter")
     assert page.locator("h1").inner_text() == f"Contribution {CID}"
     assert page.locator('rect[stroke="#ff4040"]').count() == 2
+    assert page.locator("tr:has-text('letter.pdf') strong").inner_text() == "same patient"
     page.wait_for_function("() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)")
     view(page, "contribution")
 

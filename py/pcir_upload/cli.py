@@ -100,7 +100,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     else:
         secret = new_token()
         print(f"Review token: {secret}")
-    application = app(args.out, secret)
+    application = app(args.out, secret, args.inp)
     waiting = len(application.state.review.index.contributions)
     print(f"Reviewing {waiting} contribution(s) of {args.out.resolve()} on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(application, host=args.host, port=args.port, log_level="warning")
@@ -173,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8001, help="port to listen on (default: 8001)")
     p.add_argument("--password-file", type=Path, metavar="FILE", help="a file holding the password (12 characters or more)")
+    p.add_argument("--in", dest="inp", type=Path, metavar="UNPACKED",
+                   help="the unpacked originals: documents are then read (OCR) and compared with the patient they name")
     p.set_defaults(run=cmd_review)
 
     p = commands.add_parser("list", help="show every upload the receiver holds",

@@ -17,7 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from starlette.concurrency import run_in_threadpool
+
 from pcir_upload.repository.review import decisions, pages, render, views
+from pcir_upload.repository.review.identity import UNKNOWN, Verdict, compare, person_strings
 from pcir_upload.repository.review.auth import COOKIE, IDLE, Session, Sessions, csrf_ok
 from pcir_upload.repository.review.cleaning import current_path, reclean
 from pcir_upload.repository.review.decisions import Log
@@ -32,8 +35,10 @@ HEADERS = {"Content-Security-Policy": pages.CSP, "X-Content-Type-Options": "nosn
 class Review:
     """The state one `pcir-upload review` holds: the index, the log, the sessions."""
 
-    def __init__(self, out: Path, secret: str):
+    def __init__(self, out: Path, secret: str, unpacked: Path | None = None):
         self.out = out
+        self.unpacked = unpacked  # the originals, for whose documents these are
+        self.verdicts: dict[tuple[str, str], Verdict] = {}
         self.index = Index(out)
         self.log = Log(out)
         self.sessions = Sessions(secret)
@@ -136,12 +141,42 @@ def _show(request: Request, session: Session, error: str = "", status: int = 200
     if found is None:
         return _html(pages.layout("Not found", "<h1>No such contribution</h1>", session.operator, session.csrf), 404)
     summary, report = found
+    verdicts = None if review.unpacked is None else \
+        {path: verdict for (cid, path), verdict in review.verdicts.items() if cid == summary.cid}
     return _html(views.contribution(review.out, summary, report, review.log.contribution(summary.cid),
-                                    review.log.entries(summary.cid), session.operator, session.csrf, error), status)
+                                    review.log.entries(summary.cid), session.operator, session.csrf, verdicts, error),
+                 status)
+
+
+def _read_documents(review: Review, cid: str, report: dict[str, Any]) -> None:
+    """OCR of the documents' pages against the originals' patient, once per document."""
+    if review.unpacked is None:
+        return
+    documents = [f for f in report["files"] if f["outcome"] == "review" and kind(cid, f) == DOCUMENT
+                 and (cid, f["path"]) not in review.verdicts]
+    if not documents:
+        return
+    try:
+        person = person_strings(review.unpacked, cid)
+    except (OSError, ValueError) as exc:
+        person, problem = set(), f"the originals could not be read: {exc}"
+    else:
+        problem = ""
+    for entry in documents:
+        source = review.out / entry["to"]
+        try:
+            pictures = [render.page_png(source, n) for n in range(render.page_count(source))]
+            verdict = compare(pictures, person) if person else Verdict(UNKNOWN, problem or "the originals name no patient")
+        except Exception as exc:  # noqa: BLE001 - a document that cannot be read is told, not fatal
+            verdict = Verdict(UNKNOWN, f"the document could not be rendered: {type(exc).__name__}")
+        review.verdicts[(cid, entry["path"])] = verdict
 
 
 @guarded
 async def contribution(request: Request, session: Session, form: dict[str, str]) -> Response:
+    found = _contribution(request)
+    if found is not None:
+        await run_in_threadpool(_read_documents, request.app.state.review, found[0].cid, found[1])
     return _show(request, session)
 
 
@@ -286,7 +321,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return Response(status_code=getattr(exc, "status_code", 404), headers=HEADERS)
 
 
-def app(out: Path, secret: str) -> Starlette:
+def app(out: Path, secret: str, unpacked: Path | None = None) -> Starlette:
     routes = [
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
@@ -302,5 +337,5 @@ def app(out: Path, secret: str) -> Starlette:
         Route("/c/{cid}/release", release, methods=["POST"]),
     ]
     application = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
-    application.state.review = Review(out, secret)
+    application.state.review = Review(out, secret, unpacked)
     return application

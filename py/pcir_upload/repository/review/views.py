@@ -11,6 +11,7 @@ from pcir_upload.repository.deidentify.pixels import TextBox
 from pcir_upload.repository.review import render
 from pcir_upload.repository.review.cleaning import current_path, operator_box
 from pcir_upload.repository.review.decisions import ACCEPT, REJECT, ContributionState
+from pcir_upload.repository.review.identity import UNKNOWN, Verdict
 from pcir_upload.repository.review.index import DOCUMENT, IMAGE, Summary, kind
 from pcir_upload.repository.review.pages import action_form, changes_table, e, field, hidden, layout, u
 
@@ -124,8 +125,24 @@ def _document(cid: str, n: int, entry: dict[str, Any], out: Path) -> str:
                    for p in range(count))
 
 
+def _identities(documents: list[dict[str, Any]], verdicts: dict[str, Verdict] | None) -> str:
+    if not documents:
+        return "<p>There is no document in this contribution.</p>"
+    if verdicts is None:
+        return ("<p><strong>Could not tell</strong> for every document: the page was started without the "
+                "originals (<code>--in UNPACKED</code>), so it knows no patient to compare the pages with.</p>")
+    rows = "".join(
+        f'<tr><td>{e(entry["path"])}</td><td><strong>{e(verdicts[entry["path"]].verdict if entry["path"] in verdicts else UNKNOWN)}'
+        f'</strong></td><td>{e(verdicts[entry["path"]].evidence if entry["path"] in verdicts else "not read")}</td></tr>'
+        for entry in documents)
+    return ('<table><caption>What the documents show, read by OCR, against the patient of the original images'
+            '</caption><thead><tr><th scope="col">Document</th><th scope="col">Patient</th><th scope="col">Why</th>'
+            f'</tr></thead><tbody>{rows}</tbody></table>')
+
+
 def contribution(out: Path, summary: Summary, report: dict[str, Any], state: ContributionState,
-                 log: list[dict[str, Any]], operator: str, csrf: str, error: str = "") -> str:
+                 log: list[dict[str, Any]], operator: str, csrf: str, verdicts: dict[str, Verdict] | None,
+                 error: str = "") -> str:
     cid = summary.cid
     problem = report.get("identity_problem")
     parts = [f'<h1>Contribution {e(cid)}</h1>']
@@ -139,11 +156,7 @@ def contribution(out: Path, summary: Summary, report: dict[str, Any], state: Con
     if state.rejected:
         parts.append(f'<p class="state">The whole contribution was rejected: {e(state.rejected)}</p>')
     documents = [f for f in report["files"] if f["outcome"] == "review" and kind(cid, f) == DOCUMENT]
-    parts.append('<h2>Documents against images</h2>')
-    parts.append('<p><strong>Could not tell.</strong> ' + (
-        f'{len(documents)} document(s) here; the page does not read the text of documents, and the images it shows '
-        'are already cleaned, so whether the documents show the same patient is the operator\'s to judge from the pages below.'
-        if documents else 'There is no document in this contribution.') + '</p>')
+    parts.append('<h2>Documents against images</h2>' + _identities(documents, verdicts))
     parts.append('<h2>Studies and series</h2>' + _series(cid, report))
     to_release = summary.to_release(state)
     parts.append('<h2>Release and reject</h2>')

@@ -101,6 +101,12 @@ def cmd_review(args: argparse.Namespace) -> int:
         secret = new_token()
         print(f"Review token: {secret}")
     application = app(args.out, secret, args.inp)
+    if args.host in ("127.0.0.1", "localhost", "::1"):
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        # On loopback only loopback names: a page elsewhere that rebinds its name to
+        # 127.0.0.1 gets a 400, not the review page.
+        application.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
     waiting = len(application.state.review.index.contributions)
     print(f"Reviewing {waiting} contribution(s) of {args.out.resolve()} on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(application, host=args.host, port=args.port, log_level="warning")

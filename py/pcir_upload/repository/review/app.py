@@ -7,6 +7,7 @@ Every route but the login form answers only with a live session: without one, a 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from pcir_upload.repository.review.index import DOCUMENT, IMAGE, Index, Summary,
 from pcir_upload.repository.review.release import NotCleaned, refresh, release_document, release_image
 
 MAX_FORM = 16 * 1024
+FAILED_LOGIN_DELAY = 1.0
 HEADERS = {"Content-Security-Policy": pages.CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Cross-Origin-Resource-Policy": "same-origin"}
 
@@ -91,6 +93,7 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     sid = request.app.state.review.sessions.login(form.get("token", ""), form.get("operator", ""))
     if sid is None:
+        await asyncio.sleep(FAILED_LOGIN_DELAY)  # a guess a second, at most, per connection
         return _html(pages.login("That token is not right, or the name is missing."), 403)
     response = RedirectResponse("/", 303, headers=HEADERS)
     response.set_cookie(COOKIE, sid, max_age=IDLE, httponly=True, samesite="strict", path="/",
@@ -192,7 +195,7 @@ async def image(request: Request, session: Session, form: dict[str, str]) -> Res
     if not path.exists():
         return Response(status_code=404, headers=HEADERS)
     strip = request.url.path.split("/")[3] == "strip"
-    return _png(render.strip_png(path) if strip else render.dicom_png(path))
+    return _png(await run_in_threadpool(render.strip_png if strip else render.dicom_png, path))
 
 
 @guarded
@@ -203,7 +206,7 @@ async def page(request: Request, session: Session, form: dict[str, str]) -> Resp
     if found is None or entry is None or kind(found[0].cid, entry) != DOCUMENT:
         return Response(status_code=404, headers=HEADERS)
     try:
-        return _png(render.page_png(review.out / entry["to"], request.path_params["page"]))
+        return _png(await run_in_threadpool(render.page_png, review.out / entry["to"], request.path_params["page"]))
     except (IndexError, OSError):
         return Response(status_code=404, headers=HEADERS)
 

@@ -7,6 +7,7 @@ file from review/ as it is (a PDF's scripts, an image's metadata stay behind).
 from __future__ import annotations
 
 import io
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,7 +20,8 @@ STRIP_FRAMES = 5  # frames shown of a multi-frame image, spread from the first t
 STRIP_HEIGHT = 160
 MAX_PAGES = 20  # pages of a document shown and released
 PAGE_SCALE = 2.0  # pdfium renders at 72 dpi x this
-Box = tuple[int, int, int, int]  # top, bottom, left, right (exclusive), in the image's pixels
+# PDFium is not thread-safe, and pages are rendered from the server's worker threads.
+_PDFIUM = threading.Lock()
 
 
 def _png(image: Image.Image) -> bytes:
@@ -117,11 +119,12 @@ def strip_png(path: Path) -> bytes:
 def page_count(path: Path) -> int:
     if path.suffix.lower() != ".pdf":
         return 1
-    document = pypdfium2.PdfDocument(str(path))
-    try:
-        return min(len(document), MAX_PAGES)
-    finally:
-        document.close()
+    with _PDFIUM:
+        document = pypdfium2.PdfDocument(str(path))
+        try:
+            return min(len(document), MAX_PAGES)
+        finally:
+            document.close()
 
 
 @lru_cache(maxsize=64)
@@ -130,14 +133,15 @@ def _page(path: Path, mtime: float, number: int) -> bytes:
         with Image.open(path) as picture:
             picture.load()
             return _png(picture.convert("RGB"))
-    document = pypdfium2.PdfDocument(str(path))
-    try:
-        page = document[number]
-        image = page.render(scale=PAGE_SCALE).to_pil()
-        page.close()
-        return _png(image.convert("RGB"))
-    finally:
-        document.close()
+    with _PDFIUM:
+        document = pypdfium2.PdfDocument(str(path))
+        try:
+            page = document[number]
+            image = page.render(scale=PAGE_SCALE).to_pil()
+            page.close()
+        finally:
+            document.close()
+    return _png(image.convert("RGB"))
 
 
 def page_png(path: Path, number: int) -> bytes:

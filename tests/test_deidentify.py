@@ -218,6 +218,10 @@ def test_running_twice_changes_nothing(tmp_path: Path, study: tuple[Path, dict[s
     assert second.returncode == 0 and "already done" in second.stdout
     assert _snapshot(out) == before
     assert not (out / ".scratch").exists() or not any((out / ".scratch").iterdir())
+    # A run stopped before its done marker redoes the contribution, to the same bytes.
+    (out / ".done" / CID_A).unlink()
+    assert deidentify(unpacked, out, secret).returncode == 0
+    assert _snapshot(out) == before
 
 
 @pytest.mark.skipif(not HAVE_DCIODVFY or not shutil.which("dcmdump"), reason="needs dicom3tools and dcmtk (./dev test installs them)")
@@ -349,6 +353,9 @@ def test_a_disc_written_by_dcmtk(tmp_path: Path) -> None:
         assert subprocess.run(["dcmdump", "-q", str(path)], capture_output=True, check=False).returncode == 0
     for entry in report["files"]:
         assert (out / entry["to"]).is_file()
+        if entry["outcome"] == "released" and HAVE_DCIODVFY:
+            original = unpacked / CID_A / "files" / entry["path"]
+            assert dciodvfy_errors(out / entry["to"]) <= dciodvfy_errors(original), entry["path"]
 
 
 def test_patient_age_in_as_units() -> None:
@@ -375,3 +382,72 @@ def test_descriptors_kept_only_when_plainly_safe() -> None:
     assert not is_safe("MRI 12.03.2024", [])
     assert not is_safe("KNEE LEFT", ["LEFT"])
     assert not is_safe("", [])
+
+
+def test_identity_for_the_pixel_check_comes_from_the_original_headers() -> None:
+    from pcir_upload.repository.deidentify.subject import Identity
+
+    ds = Dataset()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyDate = "Doe^John", "MRN42", "19470311", "20190704"
+    ds.InstitutionName, ds.AccessionNumber, ds.StudyID = "General Hospital", "ACC1", "1"
+    ds.OtherPatientIDsSequence = Sequence([Dataset()])
+    ds.OtherPatientIDsSequence[0].PatientID = "OTHER7"
+    identity = Identity()
+    identity.add(ds)
+    for expected in ("Doe^John", "Doe", "John", "John Doe", "Doe John", "MRN42", "OTHER7", "ACC1", "General Hospital",
+                     "19470311", "11.03.1947", "11/03/1947", "1947-03-11", "04.07.2019", "2019-07-04"):
+        assert expected in identity.strings, expected
+    assert "1" not in identity.strings
+
+
+
+def test_the_pixel_checks_verdict_decides_release_or_review(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk's side of the interface with pixels.py, its two functions replaced here."""
+    import dataclasses
+    import importlib
+
+    tests_pixels.ensure()
+    pixels = importlib.import_module("pcir_upload.repository.deidentify.pixels")
+
+    @dataclasses.dataclass(frozen=True)
+    class Box:  # the fields of pixels.TextBox
+        frame: int
+        left: int
+        top: int
+        width: int
+        height: int
+        text: str
+        reason: str
+
+    verdict: dict[str, tuple[Box, ...]] = {}
+    given: list[list[str]] = []
+
+    def clean_pixels(ds: Dataset, identity: list[str]) -> tests_pixels.PixelResult:
+        given.append(list(identity))
+        boxes = verdict["boxes"]
+        return tests_pixels.PixelResult(boxes, "text found in the pixels" if boxes else None)
+
+    monkeypatch.setattr(pixels, "examine_reason", lambda ds: "ultrasound images often carry burned-in text")
+    monkeypatch.setattr(pixels, "clean_pixels", clean_pixels)
+    unpacked, out, secret = tmp_path / "unpacked", tmp_path / "out", tmp_path / "secret"
+    for cid, boxes in ((CID_A, (Box(0, 4, 5, 60, 9, "DOE JOHN", "name"),)), (CID_B, ())):
+        us = read(get_testdata_file("examples_rgb_color.dcm"))
+        us.PatientName, us.PatientID, us.StudyDate = "Doe^John", "MRN1", "20190704"
+        us.SOPInstanceUID = us.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        contribution(unpacked, cid, {"disc-1/US": (_save(us, tmp_path / f"{cid}.dcm"), "dicom")})
+        verdict["boxes"] = boxes
+        assert main(["deidentify", "--in", str(unpacked), "--out", str(out), "--secret", str(secret)]) == 0
+    assert {"Doe^John", "Doe", "John", "MRN1", "04.07.2019", "2019-07-04"} <= set(given[0])
+    found = json.loads((out / "review" / CID_A / "report.json").read_text())["files"][0]
+    assert found["outcome"] == "review" and found["to"].startswith(f"review/{CID_A}/dicom/")
+    assert found["pixels"]["boxes"][0]["text"] == "DOE JOHN" and found["reason"] == "text found in the pixels"
+    assert (out / found["to"]).is_file()
+    clear = json.loads((out / "review" / CID_B / "report.json").read_text())["files"][0]
+    assert clear["outcome"] == "released" and clear["pixels"]["examined_because"].startswith("ultrasound")
+    assert [p.name for p in (out / "released").rglob("*.dcm")] == [Path(clear["to"]).name]
+    # A pixel check that fails sends the image to review and the run goes on.
+    monkeypatch.setattr(pixels, "clean_pixels", lambda ds, identity: 1 / 0)
+    contribution(unpacked, CID_C, {"disc-1/US": (tmp_path / f"{CID_B}.dcm", "dicom")})
+    assert main(["deidentify", "--in", str(unpacked), "--out", str(out), "--secret", str(secret)]) == 0
+    failed = json.loads((out / "review" / CID_C / "report.json").read_text())["files"][0]
+    assert failed["outcome"] == "review" and "ZeroDivisionError" in failed["reason"]

@@ -3,8 +3,9 @@ E.1-1 action (profile.py), and what the table does not list is handled by the fe
 
 Beyond the table, because a table lags behind the standard and behind what devices write:
 private elements go (Retain Safe Private is not applied); whole curve and overlay groups go;
-group lengths go (they would be wrong); any person name (PN), date (DA) or date-time (DT)
-the table does not list goes; any UID (UI) the table does not list is replaced like a U
+group lengths go (they would be wrong); any person name (PN), date (DA), date-time (DT) or
+value of unknown VR (UN: a tag newer than pydicom's dictionary, read implicitly) the table
+does not list goes; any UID (UI) the table does not list is replaced like a U
 (registry UIDs stay); and the free text of SR TEXT items and presentation-state text objects
 (Text Value, Unformatted Text Value) becomes a dummy, which is Clean Structured Content for
 elements the 2024b table does not name. A code sequence to be given a dummy (Institution
@@ -39,7 +40,7 @@ BEYOND_TABLE = {
     Tag(0x0040, 0xA160): Rule("D", "D", "Text Value (SR TEXT item)"),
     Tag(0x0070, 0x0006): Rule("D", "D", "Unformatted Text Value (presentation text object)"),
 }
-REMOVED_VRS = {"PN": "person name", "DA": "date", "DT": "date-time"}
+REMOVED_VRS = {"PN": "person name", "DA": "date", "DT": "date-time", "UN": "element of unknown VR"}
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Changes:
     emptied: Counter[str] = field(default_factory=Counter)
     dummied: Counter[str] = field(default_factory=Counter)
     uids_replaced: Counter[str] = field(default_factory=Counter)
+    kept: Counter[str] = field(default_factory=Counter)  # what the table says to keep (K)
     kept_descriptors: Counter[str] = field(default_factory=Counter)
     added: dict[str, str] = field(default_factory=dict)
 
@@ -142,6 +144,8 @@ def _apply(ds: Dataset, elem: DataElement, vr: str, rule: Rule | None, context: 
         changes.emptied[name] += 1
     elif action == "U" or vr == "UI":
         _replace_uids(elem, context.secret, name, changes)
+    elif action == "K" and rule is not None:
+        changes.kept[name] += 1
     elif action == "D":
         if elem.keyword == "PatientID":
             elem.value = context.subject

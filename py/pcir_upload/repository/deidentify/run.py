@@ -38,7 +38,7 @@ DONE = ".done"
 SCRATCH = ".scratch"
 
 REVIEW_BY_ROLE = {
-    "index": "the disc's DICOMDIR names the patient; it is never released (released/ gets one rebuilt from the cleaned files)",
+    "index": "the disc's DICOMDIR names the patient; it is never released (the release step makes one from the cleaned files)",
     "viewer": "a viewer program from the disc: not research data",
     "disc-text": "the disc's own text (README, web pages, AUTORUN): may name the patient or the hospital",
     "document": "a document the patient added: only a person can judge what it reveals",
@@ -144,7 +144,10 @@ class Contribution:
         ts = _transfer_syntax(ds)
         _check(ds, ts, size)
         pixels = _pixels()
-        examine = pixels.examine_reason(ds)
+        try:
+            examine = pixels.examine_reason(ds)
+        except Exception as exc:  # a header pixels.py cannot judge: a person can
+            raise Unreleasable(f"the pixel check could not judge its header: {type(exc).__name__}: {exc}") from exc
         changes = Changes()
         try:
             age = add_age(ds)
@@ -159,7 +162,10 @@ class Contribution:
         found: list[dict[str, Any]] = []
         if examine is not None:
             ds.file_meta.TransferSyntaxUID = ts
-            result = pixels.clean_pixels(ds, sorted(self.identity.strings))
+            try:
+                result = pixels.clean_pixels(ds, sorted(self.identity.strings))
+            except Exception as exc:
+                raise Unreleasable(f"the pixel check failed: {type(exc).__name__}: {exc}") from exc
             found = [dataclasses.asdict(box) for box in result.boxes]
             review = result.review
             ts = str(ds.file_meta.get("TransferSyntaxUID") or ts)

@@ -106,11 +106,12 @@ class Identity:
     people: list[Person] = field(default_factory=list)
 
     def add(self, ds: Dataset) -> None:
-        for keyword in IDENTIFYING:
-            value = ds.get(keyword)
+        found = [(k, ds.get(k)) for k in IDENTIFYING]
+        found += [("PatientID", item.get("PatientID")) for item in ds.get("OtherPatientIDsSequence", [])]
+        for keyword, value in found:
             for item in (value if isinstance(value, MultiValue) else [value]):
                 text = str(item or "").strip()
-                if not text:
+                if len(text) < 2:  # a study numbered "1" identifies nobody, and OCR reads it everywhere
                     continue
                 self.strings.add(text)
                 if "^" in text or keyword.endswith("Name") or keyword.endswith("Names"):

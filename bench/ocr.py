@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import itertools
 import os
 import platform
@@ -24,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "py"), str(ROOT / "tests")]
@@ -108,8 +110,6 @@ def _annotated(rows: int, columns: int, *, seed: int) -> np.ndarray:
 
 
 def _encode(ds) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
@@ -117,10 +117,6 @@ def _encode(ds) -> bytes:
 
 def speed(files: list[bytes]) -> tuple[float, float, int]:
     """(images/s, MB/s, images sent to review) of reading and cleaning each file in turn."""
-    import io
-
-    import pydicom
-
     started = time.perf_counter()
     review = 0
     for data in files:
@@ -153,7 +149,7 @@ def main() -> None:
     started = time.perf_counter()
     tally = recall(fonts, sizes, contrasts)
     recall_seconds = time.perf_counter() - started
-    lines = [f"| class | found / planted | recall |", "| --- | --- | --- |"]
+    lines = ["| class | found / planted | recall |", "| --- | --- | --- |"]
     for key in sorted(tally, key=lambda k: (k != "all", k)):
         found, planted = tally[key]
         lines.append(f"| {key} | {found} / {planted} | {found / planted:.0%} |")
@@ -170,10 +166,6 @@ def main() -> None:
     lines.append("")
     lines.append("| shipped ultrasound | MB | frames read | s | boxes | review |")
     lines.append("| --- | --- | --- | --- | --- | --- |")
-    import io
-
-    import pydicom
-
     for name, data in real_files():
         started = time.perf_counter()
         ds = pydicom.dcmread(io.BytesIO(data))

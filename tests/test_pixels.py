@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,22 @@ def test_monochrome1_16_bit_with_a_window():
     assert after[0, box.top + box.height // 2, box.left + 2, 0] == before.max()  # black in MONOCHROME1
 
 
+def test_16_bit_through_a_voi_lut():
+    frame, planted = frame_with([("PID4471902", (6, 6))], rows=120, columns=200, size=14)
+    # The frame in 2850–3050 of 12 bits, with a dead and a hot pixel: only the LUT shows it.
+    stored = (2850 + frame.astype(np.float64) * 200 / 255).astype(np.uint16)
+    stored[-1, 0], stored[-1, -1] = 0, 4095
+    ds = burnedin.dataset(stored, bits_stored=12)
+    lut = Dataset()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.LUTData = [int(np.clip((value - 2850) * 65535 / 200, 0, 65535)) for value in range(4096)]
+    lut["LUTData"].VR = "US"
+    ds.VOILUTSequence = [lut]
+    before = decoded(ds)
+    result = clean_pixels(ds, IDENTITY)
+    assert_cleaned(before, ds, result, planted)
+
+
 def test_colour_text_in_rgb_and_ybr():
     frame, planted = frame_with([("MUELLER^ANNA", (6, 6)), ("03-JAN-2025", (150, 212))], size=14)
     rgb = np.repeat(frame[..., None], 3, axis=2)
@@ -288,6 +305,22 @@ def test_a_long_cine_is_sampled_and_goes_to_review():
     result = clean_pixels(ds, IDENTITY)
     assert "cine of 15 frames: 10 were read" in result.review
     assert decoded(ds)[:, 12:24, 12:40].max() == decoded(ds).min()  # blanked on unread frames too
+
+
+def test_deid_data_cine_is_blanked_on_all_its_frames(monkeypatch):
+    with zipfile.ZipFile(DEID_DATA / "GREYSCALE_CINE.zip") as archive:
+        ds = pydicom.dcmread(io.BytesIO(archive.read("GREYSCALE_CINE.dcm")))
+    monkeypatch.setattr(pixels, "FRAMES_READ", 2)  # 27 frames of 800x600: two keep the test short
+    before = decoded(ds)
+    result = clean_pixels(ds, ["ZZZ TEST^PATIENTFIRST", "00079241539", "19510829"])
+    assert "a cine of 27 frames: 2 were read" in result.review
+    identity = [box for box in result.boxes if "00079241539" in box.text]
+    assert identity and identity[0].frame == ALL_FRAMES
+    after = decoded(ds)
+    top, bottom, left, right = pixels.blanked_region(identity[0], ds.Rows, ds.Columns)
+    assert (after[:, top:bottom, left:right] == before.min()).all()
+    mask = blanked_mask(result.boxes, ds.Rows, ds.Columns)
+    assert np.array_equal(before[:, ~mask], after[:, ~mask]) and ds.NumberOfFrames == 27
 
 
 # Transfer syntaxes, and files DCMTK reads back --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
+import pydicom.pixels
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
@@ -338,6 +339,9 @@ def _grey8(ds: pydicom.Dataset, image: _Image, index: int) -> np.ndarray:
     centre, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if centre is not None and width is not None and width > 1:
         grey = np.clip((values - (centre - 0.5)) / (width - 1) + 0.5, 0, 1) * 255
+    elif ds.get("VOILUTSequence"):
+        # The LUT's output range is its own; where the frame falls in it is what shows.
+        grey = _stretch(pydicom.pixels.apply_voi_lut(frame[..., 0], ds, index=0, prefer_lut=True).astype(np.float64))
     else:
         grey = _stretch(values)
     if image.photometric == "MONOCHROME1":

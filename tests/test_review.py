@@ -76,6 +76,28 @@ def test_login_sets_a_strict_httponly_cookie_and_wants_a_name(out: Path) -> None
     assert "script-src" not in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
 
 
+def test_sessions_lapse_when_idle_and_at_logout(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pcir_upload.repository.review import auth
+
+    sessions = auth.Sessions(SECRET)
+    sid = sessions.login(SECRET, "Ada")
+    assert sessions.get(sid) is not None
+    now = auth.time.monotonic()
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now + auth.IDLE + 1)
+    assert sessions.get(sid) is None
+    monkeypatch.undo()
+    client, csrf = logged_in(out)
+    assert client.post("/logout", data={"csrf": csrf}).status_code == 303
+    assert client.get("/").status_code == 303
+
+
+def test_the_log_is_replayed_when_the_page_starts_again(out: Path) -> None:
+    client, csrf = logged_in(out)
+    client.post(f"/c/{CID}/file/3/reject", data={"csrf": csrf, "why": "a photo of a face"})
+    again, _ = logged_in(out, "Someone Else")
+    assert "rejected" in again.get(f"/c/{CID}").text.split("photo.jpg</h3>")[1].split("</section>")[0]
+
+
 def test_forms_without_the_csrf_token_are_refused(out: Path) -> None:
     client, _ = logged_in(out)
     for token in ("", "not-the-token"):

@@ -94,6 +94,7 @@ def test_sessions_lapse_when_idle_and_at_logout(out: Path, monkeypatch: pytest.M
 def test_the_log_is_replayed_when_the_page_starts_again(out: Path) -> None:
     client, csrf = logged_in(out)
     client.post(f"/c/{CID}/file/3/reject", data={"csrf": csrf, "why": "a photo of a face"})
+    assert client.post(f"/c/{CID}/file/3/accept", data={"csrf": csrf, "why": "changed my mind"}).status_code == 409
     again, _ = logged_in(out, "Someone Else")
     assert "rejected" in again.get(f"/c/{CID}").text.split("photo.jpg</h3>")[1].split("</section>")[0]
 

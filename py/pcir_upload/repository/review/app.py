@@ -232,8 +232,9 @@ async def decide(request: Request, session: Session, form: dict[str, str]) -> Re
     state = review.log.contribution(summary.cid)
     if not why:
         return _show(request, session, "Say why: every decision is recorded with its reason.", 400)
-    if state.rejected or (state.files.get(entry["path"]) and state.files[entry["path"]].released_to):
-        return _show(request, session, "That file is no longer waiting for a decision.", 409)
+    decided = state.files.get(entry["path"])
+    if state.rejected or (decided and (decided.released_to or decided.decision == decisions.REJECT)):
+        return _show(request, session, "That file is no longer waiting for a decision: a rejection is final.", 409)
     if action == decisions.ACCEPT and (kind(summary.cid, entry) not in (IMAGE, DOCUMENT) or report.get("identity_problem")):
         return _show(request, session, "This file cannot be accepted: it is not a cleaned image or a document.", 409)
     review.log.append(session.operator, action, summary.cid, why, file=entry["path"])
@@ -257,8 +258,8 @@ async def boxes(request: Request, session: Session, form: dict[str, str]) -> Res
     if not why:
         return _show(request, session, "Say why: every decision is recorded with its reason.", 400)
     state = review.log.contribution(summary.cid).file(entry["path"])
-    if state.released_to:
-        return _show(request, session, "That image has been released already.", 409)
+    if state.released_to or state.decision == decisions.REJECT or review.log.contribution(summary.cid).rejected:
+        return _show(request, session, "That image is no longer waiting for a decision.", 409)
     box["frame"] = -1
     drawn = [*state.boxes, box]
     try:

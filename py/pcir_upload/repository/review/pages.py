@@ -28,7 +28,7 @@ section.file{border-top:2px solid #0b3d5c;margin-top:1.5rem;padding-top:.5rem}
 figure{margin:.5rem 0}svg.image{max-width:100%;height:auto;background:#000;display:block}
 img.page{max-width:min(100%,40rem);border:1px solid #888;display:block;margin:.5rem 0}
 img.strip{max-width:100%;display:block}
-.state{font-weight:bold}.error{color:#8b0000;font-weight:bold;border:2px solid #8b0000;padding:.5rem}
+.state{font-weight:bold;overflow-wrap:anywhere}td{overflow-wrap:anywhere}.error{color:#8b0000;font-weight:bold;border:2px solid #8b0000;padding:.5rem}
 form.inline{display:inline-block;margin-right:1rem}
 nav.pages a,nav.pages span{margin-right:.6rem}
 """

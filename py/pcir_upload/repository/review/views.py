@@ -70,7 +70,8 @@ def _series(cid: str, report: dict[str, Any]) -> str:
             f"<tbody>{rows}</tbody></table>")
 
 
-def _image(out: Path, cid: str, n: int, entry: dict[str, Any], boxes: list[dict[str, int]], csrf: str) -> str:
+def _image(out: Path, cid: str, n: int, entry: dict[str, Any], boxes: list[dict[str, int]], csrf: str,
+           editable: bool) -> str:
     path = current_path(out, cid, entry, boxes)
     try:
         columns, rows = render.size(path)
@@ -113,7 +114,7 @@ def _image(out: Path, cid: str, n: int, entry: dict[str, Any], boxes: list[dict[
                   f'{field("x", "x", x, idp=idp)}{field("y", "y", y, idp=idp)}{field("w", "width", w, idp=idp)}'
                   f'{field("h", "height", h, idp=idp)}{field("why", "Why", "", "text", idp)}'
                   f'<button type="submit">Blank and clean again</button></fieldset></form>')
-    return picture + table + boxes_form
+    return picture + table + (boxes_form if editable else "")
 
 
 def _document(cid: str, n: int, entry: dict[str, Any], out: Path) -> str:
@@ -187,14 +188,14 @@ def contribution(out: Path, summary: Summary, report: dict[str, Any], state: Con
             pass  # it has left review/: nothing more to decide
         elif what == IMAGE:
             boxes = file_state.boxes if file_state else []
-            section.append(_image(out, cid, n, entry, boxes, csrf))
-            if decided != ACCEPT and not problem and not state.rejected:
+            section.append(_image(out, cid, n, entry, boxes, csrf, decided != REJECT and not state.rejected))
+            if decided is None and not problem and not state.rejected:
                 section.append(action_form(f"/c/{u(cid)}/file/{n}/accept", csrf, "Accept as cleaned", f"accept-{n}",
                                            "looked at every frame shown: no identifying text left",
                                            why_label="Why it may be released"))
         elif what == DOCUMENT:
             section.append(_document(cid, n, entry, out))
-            if decided != ACCEPT and not problem and not state.rejected:
+            if decided is None and not problem and not state.rejected:
                 section.append('<p>Accepting releases the rendered pages only (no text layer, no metadata). '
                                'Redacting parts of a page is not built: reject a document that identifies the patient.</p>')
                 section.append(action_form(f"/c/{u(cid)}/file/{n}/accept", csrf, "Accept the pages", f"accept-{n}",

@@ -36,7 +36,7 @@ def contributions(summaries: list[Summary], states: dict[str, ContributionState]
         status = "rejected" if state.rejected else (f"{s.waiting(state)} waiting" if s.waiting(state) else "decided")
         rows.append(f'<tr><td><a href="/c/{u(s.cid)}">{e(s.cid)}</a></td><td>{e(s.subject)}</td>'
                     f'<td>{e(status)}</td><td>{s.to_release(state)}</td><td>{s.released}</td>'
-                    f'<td>{e(s.identity_problem or s.first_reason)[:160]}</td></tr>')
+                    f'<td>{e((s.identity_problem or s.first_reason)[:160])}</td></tr>')
     sort_links = " ".join(
         f'<a href="/?sort={name}"{" aria-current=true" if name == sort else ""}>{name}</a>' for name in SORTS)
     nav = " ".join(f'<span aria-current="page">{n}</span>' if n == page else f'<a href="/?sort={e(sort)}&amp;page={n}">{n}</a>'
@@ -48,7 +48,7 @@ def contributions(summaries: list[Summary], states: dict[str, ContributionState]
             f'<th scope="col">Subject</th><th scope="col">Status</th><th scope="col">Accepted, not released</th>'
             f'<th scope="col">Released by deidentify</th><th scope="col">Why in review</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>'
-            f'<nav class="pages" aria-label="Pages">{nav}</nav>')
+            f'<nav class="pages" aria-label="Pages">Pages: {nav}</nav>')
     return layout("Contributions", body, operator, csrf)
 
 

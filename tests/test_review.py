@@ -195,6 +195,26 @@ def test_a_page_that_names_someone_else_is_different() -> None:
     assert compare([buffer.getvalue()], {"DOE", "JOHN", "29.08.1951"}).verdict == DIFFERENT
 
 
+def test_the_list_is_paged_and_sorted(tmp_path: Path) -> None:
+    for n in range(120):
+        cid = f"c{n:03d}"
+        folder = tmp_path / "review" / cid
+        folder.mkdir(parents=True)
+        files = [{"path": f"f{i}", "role": "document", "outcome": "review", "to": f"review/{cid}/files/f{i}.pdf",
+                  "reason": "a document", "changes": {}, "pixels": {}} for i in range(n % 4)]
+        (folder / "report.json").write_text(json.dumps({"contribution_id": cid, "subject": f"s{119 - n:03d}",
+                                                        "identity_problem": None, "profile": "p", "released": 0,
+                                                        "review": n % 4, "files": files}))
+    client = TestClient(app(tmp_path, SECRET), follow_redirects=False)
+    client.post("/login", data={"token": SECRET, "operator": "Ada"})
+    ids = lambda text: re.findall(r'<a href="/c/(c\d+)">', text)  # noqa: E731
+    assert ids(client.get("/?sort=id&page=3").text) == [f"c{n:03d}" for n in range(100, 120)]
+    assert ids(client.get("/?sort=subject").text)[0] == "c119"
+    waiting = ids(client.get("/").text)
+    assert waiting[:3] == ["c003", "c007", "c011"] and len(waiting) == 50  # most waiting first
+    assert "Page 1 of 3" in client.get("/?page=-4").text
+
+
 def test_a_box_outside_the_image_is_refused(out: Path) -> None:
     client, csrf = logged_in(out)
     response = client.post(f"/c/{CID}/file/0/boxes", data={"csrf": csrf, "x": 300, "y": 0, "w": 100, "h": 10, "why": "x"})

@@ -23,11 +23,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from browsing import CHROMIUM, CHROMIUM_ARGS, ROOT
 from reviewing import CID, MARK, reviewed_contribution
+from test_accessibility import SHOTS, tab_to, violations
 from test_review import check_released
 
-AXE = (ROOT / "node_modules" / "axe-core" / "axe.min.js").read_text()
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
-SHOTS = Path(os.environ.get("PCIR_SCREENSHOTS") or ROOT / "tests" / "artifacts" / "screenshots")
 PASSWORD = "operator-password-for-tests"
 
 
@@ -65,12 +63,6 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         process.wait(10)
 
 
-def violations(page: Page) -> list[str]:
-    page.evaluate(AXE)  # evaluated, not injected as a <script>: the page's CSP forbids it
-    result = page.evaluate("(tags) => axe.run(document, { runOnly: { type: 'tag', values: tags } })", AXE_TAGS)
-    return [f"{v['id']}: {v['help']} ({len(v['nodes'])}: {v['nodes'][0]['target']})" for v in result["violations"]]
-
-
 def view(page: Page, name: str) -> None:
     """Every view: nothing for axe, and a picture of it."""
     assert violations(page) == [], name
@@ -78,19 +70,10 @@ def view(page: Page, name: str) -> None:
     page.screenshot(path=SHOTS / f"review-{name}.png", full_page=True)
 
 
-def tab_to(page: Page, selector: str, limit: int = 80) -> None:
-    """Press Tab until `selector` has the focus: it must be reachable by keyboard."""
-    for _ in range(limit):
-        if page.evaluate("(s) => document.activeElement.matches(s)", selector):
-            return
-        page.keyboard.press("Tab")
-    raise AssertionError(f"{selector} cannot be reached with Tab")
-
-
 def submit_with(page: Page, selector: str, text: str | None = None) -> None:
     """Focus a form's field by keyboard, type into it, and send the form with Enter."""
     page.focus("main")
-    tab_to(page, selector)
+    tab_to(page, selector, 80)
     if text is not None:
         page.keyboard.press("Control+A")
         page.keyboard.type(text)
@@ -107,7 +90,7 @@ def test_an_operator_reviews_and_releases_by_keyboard(chromium: Browser, served:
     page.goto(f"{url}/c/{CID}")
     assert page.url == f"{url}/login"  # no session: the contribution is not shown
     view(page, "login")
-    tab_to(page, "#operator")
+    tab_to(page, "#operator", 80)
     page.keyboard.type("Grace Hopper")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
@@ -115,7 +98,7 @@ def test_an_operator_reviews_and_releases_by_keyboard(chromium: Browser, served:
         page.keyboard.press("Enter")
     assert page.url == f"{url}/"
     view(page, "list")
-    tab_to(page, f'a[href="/c/{CID}"]')
+    tab_to(page, f'a[href="/c/{CID}"]', 80)
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert page.locator("h1").inner_text() == f"Contribution {CID}"
@@ -127,7 +110,7 @@ def test_an_operator_reviews_and_releases_by_keyboard(chromium: Browser, served:
     x, y, w, h = MARK
     page.focus("main")
     for name, value in (("x", x), ("y", y), ("w", w), ("h", h)):
-        tab_to(page, f"#box-0-{name}")
+        tab_to(page, f"#box-0-{name}", 80)
         page.keyboard.press("Control+A")
         page.keyboard.type(str(value))
     submit_with(page, "#box-0-why", "a bright marker OCR does not read")

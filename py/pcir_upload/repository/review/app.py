@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -101,7 +102,10 @@ async def login(request: Request) -> Response:
     return response
 
 
-def guarded(handler):  # type: ignore[no-untyped-def]
+Handler = Callable[[Request, Session, dict[str, str]], Awaitable[Response]]
+
+
+def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """The session check every route but the login form goes through; POSTs also need the CSRF token."""
 
     async def endpoint(request: Request) -> Response:

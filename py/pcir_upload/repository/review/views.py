@@ -6,8 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pcir_upload.repository.deidentify.pixels import blanked_region
-from pcir_upload.repository.deidentify.pixels import TextBox
+from pcir_upload.repository.deidentify.pixels import TextBox, blanked_region
 from pcir_upload.repository.review import render
 from pcir_upload.repository.review.cleaning import current_path, operator_box
 from pcir_upload.repository.review.decisions import ACCEPT, REJECT, ContributionState

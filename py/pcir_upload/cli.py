@@ -1,4 +1,4 @@
-"""`pcir-upload`: the repository operator's commands (keygen, serve, unpack, deidentify, list)."""
+"""`pcir-upload`: the repository operator's commands (keygen, serve, unpack, deidentify, review, list)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,36 @@ def cmd_deidentify(args: argparse.Namespace) -> int:
     return 0 if deidentify_all(args.inp, args.out, secret) else 1
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pcir_upload.repository.review.app import app
+    from pcir_upload.repository.review.auth import new_token
+
+    if not (args.out / "review").is_dir():
+        print(f"pcir-upload review: {args.out} has no review/ folder; run `pcir-upload deidentify` first", file=sys.stderr)
+        return 1
+    if args.password_file:
+        secret = args.password_file.read_text(encoding="utf-8").strip()
+        if len(secret) < 12:
+            print("pcir-upload review: the password must be at least 12 characters", file=sys.stderr)
+            return 1
+    else:
+        secret = new_token()
+        print(f"Review token: {secret}")
+    application = app(args.out, secret, args.inp)
+    if args.host in ("127.0.0.1", "localhost", "::1"):
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        # On loopback only loopback names: a page elsewhere that rebinds its name to
+        # 127.0.0.1 gets a 400, not the review page.
+        application.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
+    waiting = len(application.state.review.index.contributions)
+    print(f"Reviewing {waiting} contribution(s) of {args.out.resolve()} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(application, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from pcir_upload.repository.receive.ledger import table
 
@@ -139,6 +169,19 @@ def parser() -> argparse.ArgumentParser:
                    help="the repository's de-identification secret (made, mode 0600, if missing); "
                    "it keys the new UIDs and subject pseudonyms: keep it, and keep it private")
     p.set_defaults(run=cmd_deidentify)
+
+    p = commands.add_parser("review", help="the operator's review page for what deidentify sent to review",
+                            description="Serve the review page for OUT/review/ (as `deidentify` writes it): "
+                            "look at each contribution, blank more of an image, accept, reject, release into "
+                            "OUT/released/ with a DICOMDIR and a manifest. Every decision is appended to "
+                            "OUT/decisions.jsonl. A login token is printed at start unless --password-file is given.")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder deidentify wrote")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8001, help="port to listen on (default: 8001)")
+    p.add_argument("--password-file", type=Path, metavar="FILE", help="a file holding the password (12 characters or more)")
+    p.add_argument("--in", dest="inp", type=Path, metavar="UNPACKED",
+                   help="the unpacked originals: documents are then read (OCR) and compared with the patient they name")
+    p.set_defaults(run=cmd_review)
 
     p = commands.add_parser("list", help="show every upload the receiver holds",
                             description="Every upload in DATA, complete or still uploading: its size, "

@@ -53,6 +53,9 @@ SECRET_HEADER = "Pcir-Upload-Secret"
 # 32 random bytes, base64url without padding.
 SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
 DEFAULT_PORTS = {"http": "80", "https": "443"}
+# No byte count this server takes is longer (2**63 - 1 has 19 digits); refusing longer ones
+# before int() also keeps Python's 4,300-digit conversion limit from becoming a 500.
+MAX_DIGITS = 19
 
 
 def tus_response(status_code: int, headers: dict[str, str] | None = None, text: str = "") -> Response:
@@ -75,8 +78,8 @@ def _size(request: Request, name: str) -> int | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()):
-        raise MalformedHeader(f"{name}: {value!r} is not a byte count")
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_DIGITS:
+        raise MalformedHeader(f"{name}: {value[:40]!r} is not a byte count this server takes")
     return int(value)
 
 

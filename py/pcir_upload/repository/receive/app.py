@@ -31,7 +31,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pcir_upload.repository.receive.store import EXPIRE_AFTER, MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
+from pcir_upload.repository.receive.limits import Limits
+from pcir_upload.repository.receive.store import MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
 from pcir_upload.repository.receive.tus import TUS_VERSION, authority, TusEndpoint
 
 UPLOAD_ENDPOINT = "/files/"
@@ -306,16 +307,16 @@ def create_app(
     hybrid_public_key: bytes | None = None,
     max_upload_size: int = MAX_UPLOAD_SIZE,
     max_contribution_size: int = MAX_CONTRIBUTION_SIZE,
-    expire_after: float = EXPIRE_AFTER,
+    limits: Limits = Limits(),
     expire_every: float = EXPIRE_EVERY,
     allowed_origins: Iterable[str] = (),
 ) -> Starlette:
     """The receiver: uploads land in `data_dir`, sealed by the page to `public_key_raw` (X25519)
     or, where the browser has ML-KEM, to `hybrid_public_key` (X-Wing, 1,216 bytes).
 
-    Unfinished uploads expire `expire_after` seconds after their last write, and are
-    removed every `expire_every` seconds. `allowed_origins` (scheme://host[:port]) may
-    upload from pages of their own.
+    What anyone may hold, and how long uploads are kept, is `limits`; uploads whose time ran
+    out are removed every `expire_every` seconds. `allowed_origins` (scheme://host[:port])
+    may upload from pages of their own.
     """
     if len(public_key_raw) != 32:
         raise ValueError("public_key_raw must be a 32-byte raw X25519 public key")
@@ -335,8 +336,7 @@ def create_app(
         return JSONResponse(config, headers={"Cache-Control": "no-store"})
 
     store = UploadStore(
-        data_dir, max_size=max_upload_size, max_contribution_size=max_contribution_size,
-        expire_after=expire_after,
+        data_dir, max_size=max_upload_size, max_contribution_size=max_contribution_size, limits=limits,
     )
 
     async def expire_forever() -> None:

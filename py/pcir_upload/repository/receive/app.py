@@ -31,14 +31,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pcir_upload.repository.receive.connections import ConnectionGuard, ConnectionLimits, guarded_protocol
 from pcir_upload.repository.receive.limits import Limits
 from pcir_upload.repository.receive.store import MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
 from pcir_upload.repository.receive.tus import TUS_VERSION, authority, TusEndpoint
 
 UPLOAD_ENDPOINT = "/files/"
 EXPIRE_EVERY = 3600.0
-# A final upload names every partial in one header: 1,200 of them (a DVD in 4 MiB chunks, as a sender may cut)
-# is about 50 KB, past h11's 16 KiB default for a request head.
+# A final upload names every partial in one header: 8,000 of them (64 GiB in 8 MiB chunks) is
+# about 400 KB, past h11's 16 KiB default for a request head. What all pending heads may hold
+# together is bounded by connections.py.
 MAX_REQUEST_HEAD = 1024 * 1024
 
 log = logging.getLogger("pcir_upload.repository.receive")
@@ -369,8 +371,14 @@ def create_app(
     return app
 
 
-def uvicorn_options() -> dict[str, object]:
-    """What `run` gives uvicorn beyond host and port (tests start servers with the same)."""
+def uvicorn_options(
+    connections: ConnectionLimits = ConnectionLimits(), trusted_proxies: Iterable[str] = ()
+) -> dict[str, object]:
+    """What `run` gives uvicorn beyond host and port (tests start servers with the same).
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from `trusted_proxies` (addresses
+    or networks): anyone else could name any address and escape the per-client limits.
+    """
     log_config = {
         **LOGGING_CONFIG,
         "loggers": {
@@ -378,9 +386,18 @@ def uvicorn_options() -> dict[str, object]:
             "pcir_upload.repository.receive": {"handlers": ["default"], "level": "INFO", "propagate": False},
         },
     }
+    trusted = list(trusted_proxies)
     # No access log: it would record every patient's address and every request, and the
     # receiver logs one line per contribution event instead.
-    return {"h11_max_incomplete_event_size": MAX_REQUEST_HEAD, "access_log": False, "log_config": log_config}
+    return {
+        "http": guarded_protocol(ConnectionGuard(connections)),
+        "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
+        "timeout_keep_alive": connections.idle_timeout,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
+        "access_log": False,
+        "log_config": log_config,
+    }
 
 
 def run(
@@ -391,10 +408,15 @@ def run(
     host: str,
     port: int,
     allowed_origins: Iterable[str] = (),
+    *,
+    limits: Limits = Limits(),
+    connections: ConnectionLimits = ConnectionLimits(),
+    trusted_proxies: Iterable[str] = (),
 ) -> None:
     """Serve until interrupted. Uvicorn streams request bodies, so large PATCHes are never buffered."""
     app = create_app(
         data_dir, site_dir, public_key_raw, hybrid_public_key=hybrid_public_key,
-        allowed_origins=allowed_origins,
+        allowed_origins=allowed_origins, limits=limits,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options())  # type: ignore[arg-type]
+    options = uvicorn_options(connections, trusted_proxies)
+    uvicorn.run(app, host=host, port=port, log_level="info", **options)  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ def _limits(args: argparse.Namespace) -> Limits:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pcir_upload.repository.receive.app import normalize_origin, run
-    from pcir_upload.repository.receive.connections import ConnectionLimits, connection_cap, open_file_limit
+    from pcir_upload.repository.receive.connections import accept_backlog, connection_cap, open_file_limit
 
     for origin in args.allow_origin:
         if normalize_origin(origin) is None:
@@ -75,6 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     connections = ConnectionLimits(
         idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,
         body_timeout=args.body_timeout, max_connections=cap, head_memory=args.head_memory,
+        backlog=accept_backlog(cap, files),
     )
     print(f"Serving the contribution page on http://{args.host}:{args.port}/ (data in {args.data.resolve()})")
     run(args.data, site, keys.classical, keys.hybrid, args.host, args.port, args.allow_origin,

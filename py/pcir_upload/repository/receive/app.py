@@ -393,6 +393,7 @@ def uvicorn_options(
         "http": guarded_protocol(ConnectionGuard(connections)),
         "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
         "timeout_keep_alive": connections.idle_timeout,
+        "backlog": connections.backlog,
         "proxy_headers": bool(trusted),
         "forwarded_allow_ips": trusted or None,
         "access_log": False,

@@ -47,15 +47,16 @@ class ConnectionLimits:
     body_timeout: float = 60.0
     max_connections: int = 1000
     head_memory: int = 32 * MiB
+    backlog: int = 2048  # connections waiting for accept(): see accept_backlog()
 
 
 def open_file_limit() -> int:
-    """The process's open-file limit, raised to its hard limit first where that is allowed."""
+    """The process's open-file limit, raised toward its hard limit (up to 65,536) first."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = 65536 if hard == resource.RLIM_INFINITY else hard
+    target = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < target:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError):
             pass
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -65,6 +66,15 @@ def open_file_limit() -> int:
 def connection_cap(requested: int, files: int) -> int:
     """At most `requested` connections, and few enough that `files` open files always suffice."""
     return max(1, min(requested, (files - FILES_BESIDE) // FILES_PER_CONNECTION))
+
+
+def accept_backlog(cap: int, files: int) -> int:
+    """How many connections may wait to be accepted. asyncio accepts up to that many in one go
+    before any of them can make room by pushing out an idle one (whose descriptor closes a
+    moment later), so a few such batches must fit in the open files `cap` connections leave;
+    else accept() fails with EMFILE and the log fills with "Too many open files"."""
+    spare = files - cap * FILES_PER_CONNECTION - 16
+    return max(8, min(2048, spare // 3))
 
 
 class ConnectionGuard:

@@ -133,7 +133,8 @@ class Upload:
 
     @property
     def finished(self) -> bool:
-        """Finished business: a complete contribution, never expires. Partials never are."""
+        """Finished business: a complete contribution, kept for the opener (limits.keep_completed).
+        Partials never are."""
         return self.completed is not None and not self.partial
 
 

@@ -6,12 +6,16 @@ exactly what an operator runs (uvicorn's options from `run()`, the CLI, the log)
         server.kill()          # SIGKILL: no shutdown, no flushing, as a power cut to the process
         server.start()         # again, on the same data folder (a new port)
         server.log             # what it printed, line by line
+        server.rss()           # its resident memory, in bytes
+
+`files` runs it with that open-file limit (soft and hard, so it can't raise it).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -24,12 +28,13 @@ READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 class ReceiverProcess:
-    def __init__(self, data_dir: Path, site_dir: Path, public_key: Path, *options: str) -> None:
+    def __init__(self, data_dir: Path, site_dir: Path, public_key: Path, *options: str, files: int | None = None) -> None:
         self.command = [
             sys.executable, "-m", "pcir_upload.cli", "serve", "--data", str(data_dir),
             "--host", "127.0.0.1", "--port", "0", "--public-key", str(public_key), *options,
         ]
         self.env = {**os.environ, "PCIR_SITE": str(site_dir), "PYTHONUNBUFFERED": "1"}
+        self.files = files
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
         self.log: list[str] = []
@@ -39,7 +44,7 @@ class ReceiverProcess:
         assert self.process is None, "already running"
         process = subprocess.Popen(
             self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            stderr=subprocess.STDOUT, text=True, preexec_fn=self._limit_files if self.files else None,
         )
         self.process = process
         port: list[int] = []
@@ -61,6 +66,14 @@ class ReceiverProcess:
             raise RuntimeError("the receiver did not start:\n" + "\n".join(self.log))
         self.url = f"http://127.0.0.1:{port[0]}"
         return self.url
+
+    def _limit_files(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.files, self.files))
+
+    def rss(self) -> int:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) * 1024  # type: ignore[union-attr]
 
     def kill(self) -> None:
         """SIGKILL, and wait for it to be gone."""

@@ -4,8 +4,12 @@ browser's adapters (pyca/cryptography for WebCrypto, httpx for fetch, the file s
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import threading
 import time
+from datetime import datetime, timezone
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,3 +173,26 @@ def ending(package: bytes, **fields: int) -> bytes:
         for start in _END_FIELDS[field]:
             data[at + start:at + start + 8] = value.to_bytes(8, "little")
     return bytes(data)
+
+
+def make_uploads(data: Path, count: int, *, owner: str | None = None, partial: bool = False, size: int = 0) -> list[str]:
+    """Upload folders written straight to disk, as a receiver would have left them (faster than
+    asking one for thousands). Complete partials if `partial`, else unfinished uploads."""
+    root = data / "uploads"
+    root.mkdir(parents=True, exist_ok=True)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    ids = []
+    for i in range(count):
+        upload_id = base64.urlsafe_b64encode(os.urandom(24)).decode()
+        folder = root / upload_id
+        folder.mkdir()
+        (folder / "data").write_bytes(i.to_bytes(4, "big") * (size // 4) if partial else b"")
+        info: dict[str, object] = {"id": upload_id, "length": size if partial else 1000, "created": created,
+                                   "completed": None}
+        if partial:
+            info["concat"] = "partial"
+        if owner is not None:
+            info["owner"] = owner
+        (folder / "info.json").write_text(json.dumps(info))
+        ids.append(upload_id)
+    return ids

@@ -22,6 +22,7 @@ import pytest
 from pcir_upload import cli
 from pcir_upload.repository.receive import store as store_module
 from pcir_upload.repository.receive.app import CONTENT_SECURITY_POLICY, create_app, media_type
+from pcir_upload.repository.receive.limits import Limits
 from pcir_upload.repository.receive.store import completed_uploads
 from support import receiver
 
@@ -717,7 +718,7 @@ def test_unfinished_uploads_say_when_they_expire(data: Path, site: Path) -> None
         r = patch(client, location, 5, b"67890")
         assert "Upload-Expires" not in r.headers
         assert "Upload-Expires" not in client.head(location, headers=TUS).headers
-    with running(data, site, expire_after=60) as client:
+    with running(data, site, limits=Limits(expire_after=60)) as client:
         r = client.post("/files/", headers={**TUS, "Upload-Defer-Length": "1"})
         assert abs(http_date(r.headers["Upload-Expires"]) - (time.time() + 60)) < 5
 
@@ -730,7 +731,7 @@ def age(data: Path, location: str, seconds: float) -> None:
 
 
 def test_expired_uploads_are_gone_and_then_removed(data: Path, site: Path) -> None:
-    with running(data, site, expire_after=3600, expire_every=0.2) as client:
+    with running(data, site, limits=Limits(expire_after=3600), expire_every=0.2) as client:
         stale = create(client, 10)
         stale_partial = partial(client, b"done")
         fresh = create(client, 10)
@@ -860,7 +861,7 @@ def test_serve_takes_allowed_origins() -> None:
 
 def test_one_log_line_per_contribution_event(data: Path, site: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pcir_upload.repository.receive")
-    with running(data, site, expire_after=3600, expire_every=0.2) as client:
+    with running(data, site, limits=Limits(expire_after=3600), expire_every=0.2) as client:
         whole = create(client, 5)
         assert patch(client, whole, 0, b"12345").status_code == 204
         parts = [partial(client, b"ab"), partial(client, b"cd")]

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from pcir_upload.repository.receive.connections import ConnectionLimits
+from pcir_upload.repository.receive.limits import DAY, Limits, format_size, parse_size
 from pcir_upload.repository.keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, keygen, load_private_keys, load_public_keys
 
 
@@ -27,8 +29,24 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(
+        quota=args.quota, reserve=args.reserve, client_creations=args.client_creations,
+        client_uploads=args.client_uploads, secret_uploads=args.secret_uploads,
+        expire_after=args.expire_after * DAY, keep_completed=args.keep_completed * DAY,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from pcir_upload.repository.receive.app import normalize_origin, run
+    from pcir_upload.repository.receive.connections import accept_backlog, connection_cap, open_file_limit
 
     for origin in args.allow_origin:
         if normalize_origin(origin) is None:
@@ -50,8 +68,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     if keys.hybrid is None:
         print("No hybrid (post-quantum) public key: every contribution is sealed with X25519 alone.")
+    files = open_file_limit()
+    cap = connection_cap(args.max_connections, files)
+    if cap < args.max_connections:
+        print(f"At most {cap} connections at once: the open-file limit is {files} (ulimit -n).")
+    connections = ConnectionLimits(
+        idle_timeout=args.idle_timeout, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, max_connections=cap, head_memory=args.head_memory,
+        backlog=accept_backlog(cap, files),
+    )
     print(f"Serving the contribution page on http://{args.host}:{args.port}/ (data in {args.data.resolve()})")
-    run(args.data, site, keys.classical, keys.hybrid, args.host, args.port, args.allow_origin)
+    run(args.data, site, keys.classical, keys.hybrid, args.host, args.port, args.allow_origin,
+        limits=_limits(args), connections=connections, trusted_proxies=args.trusted_proxy)
     return 0
 
 
@@ -120,6 +148,52 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_limits(p: argparse.ArgumentParser) -> None:
+    """What anyone may hold on the receiver, and for how long (README: Putting the receiver
+    on the internet)."""
+    limits, conn = Limits(), ConnectionLimits()
+    store = p.add_argument_group("storage", "sizes take K, M, G, T (binary): 500G")
+    store.add_argument("--quota", type=_size, default=limits.quota, metavar="SIZE",
+                       help="bytes all uploads may hold together, declared lengths counted from "
+                       f"creation (default: {format_size(limits.quota)}); past it, 507")
+    store.add_argument("--reserve", type=_size, default=limits.reserve, metavar="SIZE",
+                       help="free disk space never used for uploads "
+                       f"(default: {format_size(limits.reserve)}); past it, 507")
+    store.add_argument("--expire-after", type=float, default=limits.expire_after / DAY, metavar="DAYS",
+                       help="an unfinished upload is deleted this long after its last write "
+                       f"(default: {limits.expire_after / DAY:g})")
+    store.add_argument("--keep-completed", type=float, default=limits.keep_completed / DAY, metavar="DAYS",
+                       help="a completed upload is deleted this long after it completed: run unpack "
+                       f"well within it; 0 keeps them (default: {limits.keep_completed / DAY:g})")
+    clients = p.add_argument_group("clients", "a client is a remote address (see --trusted-proxy); "
+                                   "a contribution is one Pcir-Upload-Secret; past a limit, 429 and Retry-After")
+    clients.add_argument("--client-creations", type=int, default=limits.client_creations, metavar="N",
+                         help=f"uploads one client may start per minute (default: {limits.client_creations})")
+    clients.add_argument("--client-uploads", type=int, default=limits.client_uploads, metavar="N",
+                         help="uploads one client may have unfinished at once "
+                         f"(default: {limits.client_uploads})")
+    clients.add_argument("--secret-uploads", type=int, default=limits.secret_uploads, metavar="N",
+                         help="uploads one contribution may have unfinished at once "
+                         f"(default: {limits.secret_uploads})")
+    clients.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                         help="a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto are believed "
+                         "(an address or network, repeatable; default: none, the peer is the client)")
+    net = p.add_argument_group("connections")
+    net.add_argument("--idle-timeout", type=float, default=conn.idle_timeout, metavar="S",
+                     help=f"close a connection with no request and no byte for S seconds (default: {conn.idle_timeout:g})")
+    net.add_argument("--header-timeout", type=float, default=conn.header_timeout, metavar="S",
+                     help=f"answer 408 to a request head not complete in S seconds (default: {conn.header_timeout:g})")
+    net.add_argument("--body-timeout", type=float, default=conn.body_timeout, metavar="S",
+                     help="cut a request body that brings no byte for S seconds; a PATCH keeps what "
+                     f"arrived (default: {conn.body_timeout:g})")
+    net.add_argument("--max-connections", type=int, default=conn.max_connections, metavar="N",
+                     help="connections at once, lowered to fit the open-file limit; a new one closes the "
+                     f"longest idle, or gets 503 (default: {conn.max_connections})")
+    net.add_argument("--head-memory", type=_size, default=conn.head_memory, metavar="SIZE",
+                     help="what pending request heads beyond 16K each may hold together; past it, 503 "
+                     f"(default: {format_size(conn.head_memory)})")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="pcir-upload",
@@ -145,6 +219,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages of ORIGIN (scheme://host[:port]) upload here too, through CORS; "
                    "repeatable (default: only this server's own page)")
+    _serve_limits(p)
     p.set_defaults(run=cmd_serve)
 
     p = commands.add_parser("unpack", help="decrypt, verify and unpack completed contributions",

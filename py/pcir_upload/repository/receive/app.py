@@ -31,13 +31,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pcir_upload.repository.receive.store import EXPIRE_AFTER, MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
+from pcir_upload.repository.receive.connections import ConnectionGuard, ConnectionLimits, guarded_protocol
+from pcir_upload.repository.receive.limits import Limits
+from pcir_upload.repository.receive.store import MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
 from pcir_upload.repository.receive.tus import TUS_VERSION, authority, TusEndpoint
 
 UPLOAD_ENDPOINT = "/files/"
 EXPIRE_EVERY = 3600.0
-# A final upload names every partial in one header: 1,200 of them (a DVD in 4 MiB chunks, as a sender may cut)
-# is about 50 KB, past h11's 16 KiB default for a request head.
+# A final upload names every partial in one header: 8,000 of them (64 GiB in 8 MiB chunks) is
+# about 400 KB, past h11's 16 KiB default for a request head. What all pending heads may hold
+# together is bounded by connections.py.
 MAX_REQUEST_HEAD = 1024 * 1024
 
 log = logging.getLogger("pcir_upload.repository.receive")
@@ -306,16 +309,16 @@ def create_app(
     hybrid_public_key: bytes | None = None,
     max_upload_size: int = MAX_UPLOAD_SIZE,
     max_contribution_size: int = MAX_CONTRIBUTION_SIZE,
-    expire_after: float = EXPIRE_AFTER,
+    limits: Limits = Limits(),
     expire_every: float = EXPIRE_EVERY,
     allowed_origins: Iterable[str] = (),
 ) -> Starlette:
     """The receiver: uploads land in `data_dir`, sealed by the page to `public_key_raw` (X25519)
     or, where the browser has ML-KEM, to `hybrid_public_key` (X-Wing, 1,216 bytes).
 
-    Unfinished uploads expire `expire_after` seconds after their last write, and are
-    removed every `expire_every` seconds. `allowed_origins` (scheme://host[:port]) may
-    upload from pages of their own.
+    What anyone may hold, and how long uploads are kept, is `limits`; uploads whose time ran
+    out are removed every `expire_every` seconds. `allowed_origins` (scheme://host[:port])
+    may upload from pages of their own.
     """
     if len(public_key_raw) != 32:
         raise ValueError("public_key_raw must be a 32-byte raw X25519 public key")
@@ -335,8 +338,7 @@ def create_app(
         return JSONResponse(config, headers={"Cache-Control": "no-store"})
 
     store = UploadStore(
-        data_dir, max_size=max_upload_size, max_contribution_size=max_contribution_size,
-        expire_after=expire_after,
+        data_dir, max_size=max_upload_size, max_contribution_size=max_contribution_size, limits=limits,
     )
 
     async def expire_forever() -> None:
@@ -369,8 +371,14 @@ def create_app(
     return app
 
 
-def uvicorn_options() -> dict[str, object]:
-    """What `run` gives uvicorn beyond host and port (tests start servers with the same)."""
+def uvicorn_options(
+    connections: ConnectionLimits = ConnectionLimits(), trusted_proxies: Iterable[str] = ()
+) -> dict[str, object]:
+    """What `run` gives uvicorn beyond host and port (tests start servers with the same).
+
+    X-Forwarded-For and X-Forwarded-Proto are believed only from `trusted_proxies` (addresses
+    or networks): anyone else could name any address and escape the per-client limits.
+    """
     log_config = {
         **LOGGING_CONFIG,
         "loggers": {
@@ -378,9 +386,19 @@ def uvicorn_options() -> dict[str, object]:
             "pcir_upload.repository.receive": {"handlers": ["default"], "level": "INFO", "propagate": False},
         },
     }
+    trusted = list(trusted_proxies)
     # No access log: it would record every patient's address and every request, and the
     # receiver logs one line per contribution event instead.
-    return {"h11_max_incomplete_event_size": MAX_REQUEST_HEAD, "access_log": False, "log_config": log_config}
+    return {
+        "http": guarded_protocol(ConnectionGuard(connections)),
+        "h11_max_incomplete_event_size": MAX_REQUEST_HEAD,
+        "timeout_keep_alive": connections.idle_timeout,
+        "backlog": connections.backlog,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
+        "access_log": False,
+        "log_config": log_config,
+    }
 
 
 def run(
@@ -391,10 +409,15 @@ def run(
     host: str,
     port: int,
     allowed_origins: Iterable[str] = (),
+    *,
+    limits: Limits = Limits(),
+    connections: ConnectionLimits = ConnectionLimits(),
+    trusted_proxies: Iterable[str] = (),
 ) -> None:
     """Serve until interrupted. Uvicorn streams request bodies, so large PATCHes are never buffered."""
     app = create_app(
         data_dir, site_dir, public_key_raw, hybrid_public_key=hybrid_public_key,
-        allowed_origins=allowed_origins,
+        allowed_origins=allowed_origins, limits=limits,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options())  # type: ignore[arg-type]
+    options = uvicorn_options(connections, trusted_proxies)
+    uvicorn.run(app, host=host, port=port, log_level="info", **options)  # type: ignore[arg-type]

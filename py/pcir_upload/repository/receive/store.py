@@ -17,7 +17,11 @@ A contribution is either one upload, or partial uploads (one per sealed chunk or
 joined by a final upload. Partials never count as complete contributions: the final's
 `data` is their bytes copied into one file, so the opener sees one complete upload
 either way. Unfinished uploads (every partial among them) expire a while after their
-last write; complete ones never do.
+last write; complete ones once they have waited long enough for `unpack` (limits.py).
+
+What the store knows about all uploads at once (who made them, how many bytes they hold)
+comes from an index in memory (index.py), so no request reads more than its own upload's
+folder; whether a new upload or more bytes are taken is admission.py's to say.
 """
 
 from __future__ import annotations
@@ -32,17 +36,21 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 
+from pcir_upload.repository.receive.admission import Admission, Refused
+from pcir_upload.repository.receive.index import Entry, UploadIndex, timestamp
+from pcir_upload.repository.receive.limits import Limits
+
 MAX_UPLOAD_SIZE = 64 * 1024**3
 MAX_CONTRIBUTION_SIZE = 64 * 1024**3
-EXPIRE_AFTER = 7 * 24 * 3600.0
 # A long PATCH is fsynced at least this often, so a HEAD during it, or a crash, finds
 # most of what arrived already safe.
 SYNC_EVERY = 4 * 1024 * 1024
@@ -54,6 +62,10 @@ UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
 
 log = logging.getLogger("pcir_upload.repository.receive")
 TERMINATED_MEMORY = 3600.0  # seconds a terminated contribution's late chunks are still refused
+TERMINATED_CAP = 10_000  # terminated contributions remembered at most (the oldest are forgotten first)
+# Partials already joined into a final are remembered (so a retried final gets the same answer)
+# for as long as they would have lived unjoined, and at most this many.
+CONSUMED_CAP = 200_000
 
 
 class UploadError(Exception):
@@ -121,7 +133,8 @@ class Upload:
 
     @property
     def finished(self) -> bool:
-        """Finished business: a complete contribution, never expires. Partials never are."""
+        """Finished business: a complete contribution, kept for the opener (limits.keep_completed).
+        Partials never are."""
         return self.completed is not None and not self.partial
 
 
@@ -262,6 +275,12 @@ def _new_upload_files(root: Path) -> tuple[str, Path, int]:
     return upload_id, folder, fd
 
 
+def _entry(upload: Upload) -> Entry:
+    """What the index keeps of an upload read from disk (its client is not on disk)."""
+    completed = timestamp(upload.completed) if upload.finished else None
+    return Entry(upload.owner, None, upload.length, upload.offset, upload.partial, completed, upload.modified)
+
+
 def _remove(folder: Path) -> None:
     """Delete an upload folder; info.json first, so a crash midway leaves a folder get() ignores."""
     (folder / "info.json").unlink(missing_ok=True)
@@ -314,20 +333,24 @@ class UploadStore:
         max_size: int = MAX_UPLOAD_SIZE,
         *,
         max_contribution_size: int = MAX_CONTRIBUTION_SIZE,
-        expire_after: float = EXPIRE_AFTER,
+        limits: Limits = Limits(),
     ) -> None:
         self.root = Path(data_dir) / "uploads"
         self.max_size = max_size
         self.max_contribution_size = max_contribution_size
-        self.expire_after = expire_after
+        self.limits = limits
         self.root.mkdir(parents=True, exist_ok=True)
+        self.index = UploadIndex()  # filled by recover()
+        self.admission = Admission(self.root, limits, self.index)
         self._busy: set[str] = set()
+        self._creating: set[str] = set()  # in the index already, but no upload until published
         # Creators whose whole contribution was terminated, and when: a chunk of theirs that
         # finishes arriving afterwards is not kept (kept in memory: a restart forgets them,
         # and such a chunk then simply expires).
-        self._terminated: dict[str, float] = {}
+        self._terminated: OrderedDict[str, float] = OrderedDict()
         self._writers: dict[str, _Writer] = {}
         self._consumed: dict[str, str] = {}  # partial id -> the final upload made of it
+        self._finals: deque[tuple[float, tuple[str, ...]]] = deque()  # when, parts: oldest first
 
     def _folder(self, upload_id: str) -> Path | None:
         return self.root / upload_id if UPLOAD_ID.fullmatch(upload_id) else None
@@ -346,16 +369,28 @@ class UploadStore:
         return (u for u in self.iter_all() if u.finished)
 
     def expires(self, upload: Upload) -> float | None:
-        """When an unfinished upload expires (POSIX time); None for a finished one."""
-        return None if upload.finished else upload.modified + self.expire_after
+        """When an unfinished upload expires (POSIX time, what Upload-Expires says); None for a
+        finished one."""
+        return None if upload.finished else upload.modified + self.limits.expire_after
+
+    def removed_after(self, upload: Upload | Entry) -> float | None:
+        """When the receiver deletes the upload: an unfinished one when it expires, a finished
+        one `keep_completed` after it completed (None: kept until the operator removes it)."""
+        if isinstance(upload, Upload):
+            completed = timestamp(upload.completed) if upload.finished else None
+        else:
+            completed = upload.completed
+        if completed is None:
+            return upload.modified + self.limits.expire_after
+        return completed + self.limits.keep_completed if self.limits.keep_completed else None
 
     def find(self, upload_id: str, owner: str | None = None) -> Upload:
         """The upload, if `owner` may see it: uploads made with a secret answer only to it."""
         upload = self.get(upload_id)
         if upload is None or (upload.owner is not None and not _same_owner(upload.owner, owner)):
             raise UploadNotFound(upload_id)
-        expires = self.expires(upload)
-        if expires is not None and expires <= time.time() and upload_id not in self._busy:
+        removed = self.removed_after(upload)
+        if removed is not None and removed <= time.time() and upload_id not in self._busy:
             raise UploadGone(upload_id)
         return upload
 
@@ -373,6 +408,7 @@ class UploadStore:
         *,
         partial: bool = False,
         owner: str | None = None,
+        client: str | None = None,
         body: AsyncIterable[bytes] | None = None,
         checksum: Checksum | None = None,
     ) -> Upload:
@@ -380,19 +416,23 @@ class UploadStore:
 
         `length` None means the client will tell us later. The upload exists only once
         its body is stored (and matched `checksum`): if the body fails, nobody learnt
-        its address, so nothing is kept.
+        its address, so nothing is kept. `client` is who asks (an address), for its limits.
         """
         if length is not None and length < 0:
             raise InvalidLength(f"negative length {length}")
         limit = self._limit(partial)
         if length is not None and length > limit:
             raise UploadTooLarge(f"{length} bytes is more than the {limit} this server accepts")
+        await self.admission.creation(client, owner, length)
         upload_id, folder, fd = await anyio.to_thread.run_sync(_new_upload_files, self.root)
+        # Counted from now on, so that creations running side by side can't all take the last room.
+        self.index.put(upload_id, Entry(owner, client, length, 0, partial, None, time.time()))
+        self._creating.add(upload_id)
         try:
             writer = _Writer(fd, 0, hold=True)  # nobody can HEAD it before it exists
             end = 0
             if body is not None or checksum is not None:
-                end = await self._receive(writer, length if length is not None else limit, body, checksum)
+                end = await self._receive(upload_id, writer, length if length is not None else limit, body, checksum)
             else:
                 await anyio.to_thread.run_sync(os.fsync, fd)
             created = _now()
@@ -409,8 +449,12 @@ class UploadStore:
         except BaseException:
             os.close(fd)
             _remove(folder)
+            self.index.remove(upload_id)
             raise
+        finally:
+            self._creating.discard(upload_id)
         os.close(fd)
+        self.index.put(upload_id, Entry(owner, client, length, end, partial, timestamp(completed), upload.modified))
         kind = "partial upload" if partial else "upload"
         message = "%s %s created: length %s, %d bytes with it"
         (log.debug if partial else log.info)(message, kind, upload_id, length if length is not None else "deferred", end)
@@ -475,6 +519,10 @@ class UploadStore:
                 raise InvalidLength(f"{upload.offset} bytes are already stored")
             if length > limit:
                 raise UploadTooLarge(f"{length} bytes is more than the {limit} this server accepts")
+            if upload.length is None:
+                await self._declare(upload_id, length)
+        elif upload.length is None:
+            await self._room(upload_id)  # a declared length's room was promised already
         length = upload.length if upload.length is not None else length
         end_limit = length if length is not None else limit
 
@@ -484,7 +532,7 @@ class UploadStore:
         writer = _Writer(fd, offset, hold=checksum is not None)
         self._writers[upload_id] = writer
         try:
-            end = await self._receive(writer, end_limit, chunks, checksum)
+            end = await self._receive(upload_id, writer, end_limit, chunks, checksum)
         finally:
             del self._writers[upload_id]
             writer.closed = True
@@ -498,12 +546,38 @@ class UploadStore:
         if (length, completed) != (upload.length, upload.completed):
             info = _info(upload, length=length, completed=completed)
             await anyio.to_thread.run_sync(_write_info, folder, info)
+            self.index.update(upload_id, length=length, completed=timestamp(completed))
             if completed is not None:
                 log.info("upload %s completed: %d bytes", upload_id, end)
         return end
 
+    async def _declare(self, upload_id: str, length: int) -> None:
+        """A deferred length becomes known: from now on it counts whole, if there is room."""
+        entry = self.index.get(upload_id)
+        if entry is not None:
+            declared = replace(entry, length=length)
+            self.admission.quota(declared.charge - entry.charge)
+            await self.admission.disk(declared.pending)
+
+    async def _room(self, upload_id: str) -> None:
+        """Refuse more bytes once the disk's reserve is reached. A declared length's bytes are
+        promised already; a deferred one asks for room as it goes, SYNC_EVERY at a time."""
+        entry = self.index.get(upload_id)
+        await self.admission.disk(SYNC_EVERY if entry is not None and entry.length is None else 0)
+
+    def _count(self, upload_id: str, written: int, *, refuse: bool = True) -> None:
+        """The upload's data now reaches `written` bytes; with `refuse`, bytes that would take a
+        deferred length past the quota are refused before they are written."""
+        entry = self.index.get(upload_id)
+        if entry is not None:
+            grown = replace(entry, offset=written, modified=time.time())
+            if refuse:
+                self.admission.quota(grown.charge - entry.charge)
+            self.index.put(upload_id, grown)
+
     async def _receive(
         self,
+        upload_id: str,
         writer: _Writer,
         limit: int,
         chunks: AsyncIterable[bytes] | None,
@@ -522,28 +596,34 @@ class UploadStore:
                     continue
                 if writer.written + len(chunk) > limit:
                     raise UploadTooLarge(f"the upload ends at {limit} bytes")
+                self._count(upload_id, writer.written + len(chunk))
                 if digest is not None:
                     digest.update(chunk)
                 await anyio.to_thread.run_sync(_write, fd, chunk)
                 writer.written += len(chunk)
                 if writer.written - writer.durable >= SYNC_EVERY:
                     await writer.sync()
+                    await self._room(upload_id)
             if digest is not None and not hmac.compare_digest(digest.digest(), checksum.digest):  # type: ignore[union-attr]
                 raise ChecksumMismatch(f"the body's {checksum.algorithm} does not match Upload-Checksum")  # type: ignore[union-attr]
             writer.hold = False
             return await writer.sync()
-        except (UploadTooLarge, ChecksumMismatch, OSError):
+        except (UploadTooLarge, ChecksumMismatch, Refused, OSError):
             async with writer.lock:
                 os.ftruncate(fd, writer.durable)
                 os.fsync(fd)
+            writer.written = writer.durable
             raise
         except BaseException:
             # The sender went away (or we are shutting down). Synchronously, as a
             # cancelled task can't await a thread.
             if writer.hold:
                 os.ftruncate(fd, writer.durable)
+                writer.written = writer.durable
             os.fsync(fd)
             raise
+        finally:
+            self._count(upload_id, writer.written, refuse=False)
 
     async def concatenate(
         self, part_ids: Sequence[str], owner: str | None, length: int | None = None
@@ -565,7 +645,8 @@ class UploadStore:
             raise UploadBusy(busy[0])
         self._busy.update(part_ids)
         try:
-            parts = [self._ready_part(p, owner) for p in part_ids]
+            # In a thread: a final may name thousands of partials, each an info.json to read.
+            parts = await anyio.to_thread.run_sync(lambda: [self._ready_part(p, owner) for p in part_ids])
             total = sum(p.offset for p in parts)
             if length is not None and length != total:
                 raise InvalidLength(f"the partial uploads hold {total} bytes, not {length}")
@@ -573,13 +654,29 @@ class UploadStore:
                 raise UploadTooLarge(
                     f"{total} bytes is more than the {self.max_contribution_size} this server accepts"
                 )
+            # No quota asked: the partials' bytes are counted already and go once copied. The
+            # copy does need the room on disk for a while.
+            await self.admission.disk(total)
             final = await anyio.to_thread.run_sync(self._concatenate, parts, owner)
-            self._consumed.update((p, final.id) for p in part_ids)
+            self._remember_final(final)
+            self.index.put(final.id, Entry(owner, None, total, total, False, timestamp(final.completed), final.modified))
             log.info("upload %s completed: %d bytes from %d partial uploads", final.id, total, len(parts))
             await anyio.to_thread.run_sync(self._remove_parts, parts)
+            for part in parts:
+                self.index.remove(part.id)
         finally:
             self._busy.difference_update(part_ids)
         return final
+
+    def _remember_final(self, final: Upload, when: float | None = None) -> None:
+        """Which final each partial went into, for retried finals: for as long as an unjoined
+        partial would have lived, and for at most CONSUMED_CAP partials."""
+        self._consumed.update((p, final.id) for p in final.parts)
+        self._finals.append((time.time() if when is None else when, final.parts))
+        too_old = time.time() - self.limits.expire_after
+        while self._finals and (self._finals[0][0] < too_old or len(self._consumed) > CONSUMED_CAP):
+            for part_id in self._finals.popleft()[1]:
+                self._consumed.pop(part_id, None)
 
     def _retried_final(self, part_ids: Sequence[str], owner: str | None) -> Upload | None:
         finals = {self._consumed.get(p) for p in part_ids}
@@ -642,6 +739,7 @@ class UploadStore:
         self._busy.add(upload_id)
         try:
             await anyio.to_thread.run_sync(self._delete, upload.data_path.parent)
+            self.index.remove(upload_id)
         finally:
             self._busy.discard(upload_id)
         (log.debug if upload.partial else log.info)(
@@ -656,38 +754,67 @@ class UploadStore:
         when = self._terminated.get(owner)
         return when is not None and time.monotonic() - when < TERMINATED_MEMORY
 
+    def _terminate(self, owner: str) -> None:
+        """Remember a terminated contribution, forgetting the ones past TERMINATED_MEMORY (and
+        the oldest beyond TERMINATED_CAP): a terminating secret costs memory for an hour at most."""
+        now = time.monotonic()
+        self._terminated.pop(owner, None)
+        self._terminated[owner] = now
+        while self._terminated:
+            oldest, when = next(iter(self._terminated.items()))
+            if now - when < TERMINATED_MEMORY and len(self._terminated) <= TERMINATED_CAP:
+                break
+            del self._terminated[oldest]
+
+    def _unfinished_of(self, owner: str) -> list[str]:
+        """The owner's unfinished uploads that exist (a creation still running is stopped by
+        `_terminated` instead, when it ends)."""
+        found = []
+        for upload_id in self.index.owned(owner):
+            entry = self.index.get(upload_id)
+            if entry is not None and not entry.finished and upload_id not in self._creating:
+                found.append(upload_id)
+        return found
+
     async def delete_owned(self, owner: str, wait: float = 5.0) -> int:
         """Remove every unfinished upload of one creator: a cancelled contribution's partials,
         including one whose creation answer never reached the client (it could not name it).
         A request still writing one is given `wait` seconds to end first."""
         deadline = time.monotonic() + wait
         while True:
-            owned = [u for u in self.iter_all() if not u.finished and _same_owner(u.owner, owner)]
-            if not any(u.id in self._busy for u in owned) or time.monotonic() >= deadline:
+            owned = self._unfinished_of(owner)
+            if not any(upload_id in self._busy for upload_id in owned) or time.monotonic() >= deadline:
                 break
             await anyio.sleep(0.1)
-        self._terminated[owner] = time.monotonic()
+        self._terminate(owner)
         removed = 0
-        for upload in owned:
-            if upload.id in self._busy:
-                continue  # still being written after all: it expires on its own
-            self._busy.add(upload.id)
+        for upload_id in owned:
+            if upload_id in self._busy or self.index.get(upload_id) is None:
+                continue  # still being written after all (it expires on its own), or gone already
+            self._busy.add(upload_id)
             try:
-                await anyio.to_thread.run_sync(self._delete, upload.data_path.parent)
+                await anyio.to_thread.run_sync(self._delete, self.root / upload_id)
+                self.index.remove(upload_id)
                 removed += 1
             finally:
-                self._busy.discard(upload.id)
+                self._busy.discard(upload_id)
         if removed:
             log.info("%d unfinished uploads of one contribution terminated", removed)
         return removed
 
     async def recover(self) -> None:
         """Tidy up after a crash, before the first request: half-made folders, the unproven
-        bytes of interrupted checksummed requests, partials a final was made of."""
-        self._consumed = await anyio.to_thread.run_sync(self._recover)
+        bytes of interrupted checksummed requests, partials a final was made of. Fills the
+        index (the one time the store reads every upload's folder but the hourly expiry)."""
+        uploads = await anyio.to_thread.run_sync(self._recover)
+        for upload in uploads:
+            if upload.concat == "final":
+                self._remember_final(upload, timestamp(upload.completed))
+        for upload in uploads:
+            self.index.put(upload.id, _entry(upload))
 
-    def _recover(self) -> dict[str, str]:
-        consumed: dict[str, str] = {}
+    def _recover(self) -> list[Upload]:
+        uploads = []
         for folder in list(self.root.iterdir()):
             if not (folder / "info.json").exists():
                 if folder.is_dir() and UPLOAD_ID.fullmatch(folder.name):
@@ -696,37 +823,46 @@ class UploadStore:
             if (folder / "unverified").exists():
                 _undo_unverified(folder)
             upload = _read(folder)
-            if upload is not None and upload.concat == "final":
-                consumed.update((p, upload.id) for p in upload.parts)
-        for part_id in consumed:
-            folder = self.root / part_id
-            if (folder / "info.json").exists():  # the crash came between final and cleanup
-                _remove(folder)
+            if upload is not None:
+                uploads.append(upload)
+        uploads.sort(key=lambda u: (u.created, u.id))
+        for final in (u for u in uploads if u.concat == "final"):
+            for part_id in final.parts:
+                folder = self.root / part_id
+                if (folder / "info.json").exists():  # the crash came between final and cleanup
+                    _remove(folder)
         _fsync_dir(self.root)
-        return consumed
+        parts = {p for u in uploads if u.concat == "final" for p in u.parts}
+        return [u for u in uploads if u.id not in parts]
 
     async def expire(self) -> int:
-        """Delete every unfinished upload whose time ran out; returns how many."""
+        """Delete every unfinished upload whose time ran out, and every completed one kept
+        `keep_completed`; returns how many. The folders are read in a thread (the disk, not
+        the index, says when each was last written)."""
         now = time.time()
-        candidates = await anyio.to_thread.run_sync(self._expired, now)
+        candidates = await anyio.to_thread.run_sync(self._due, now)
         removed = 0
         partial_bytes = partials = 0
-        for upload in candidates:
-            if upload.id in self._busy:
+        for upload_id in candidates:
+            if upload_id in self._busy:
                 continue
-            self._busy.add(upload.id)
+            self._busy.add(upload_id)
             try:
-                fresh = self.get(upload.id)
-                expires = self.expires(fresh) if fresh else None
-                if fresh is None or expires is None or expires > now:
+                fresh = await anyio.to_thread.run_sync(self.get, upload_id)
+                due = self.removed_after(fresh) if fresh else None
+                if fresh is None or due is None or due > now:
                     continue  # written to, or finished, since we looked
                 await anyio.to_thread.run_sync(self._delete, fresh.data_path.parent)
+                self.index.remove(upload_id)
             finally:
-                self._busy.discard(upload.id)
+                self._busy.discard(upload_id)
             removed += 1
             if fresh.partial:
                 partials += 1
                 partial_bytes += fresh.offset
+            elif fresh.finished:
+                days = self.limits.keep_completed / 86400
+                log.info("upload %s removed: completed %s, not collected in %g days", fresh.id, fresh.completed, days)
             else:
                 length = fresh.length if fresh.length is not None else "deferred"
                 log.info("upload %s expired: %d bytes of %s", fresh.id, fresh.offset, length)
@@ -735,21 +871,21 @@ class UploadStore:
         await anyio.to_thread.run_sync(self._remove_strays, now)
         return removed
 
-    def _expired(self, now: float) -> list[Upload]:
+    def _due(self, now: float) -> list[str]:
         found = []
         for folder in self.root.iterdir():
             upload = _read(folder)
             if upload is not None:
-                expires = self.expires(upload)
-                if expires is not None and expires <= now:
-                    found.append(upload)
+                due = self.removed_after(upload)
+                if due is not None and due <= now:
+                    found.append(upload.id)
         return found
 
     def _remove_strays(self, now: float) -> None:
         """Folders without info.json (a creation cut by a crash) once they are surely dead."""
         for folder in self.root.iterdir():
             try:
-                stale = not (folder / "info.json").exists() and folder.stat().st_mtime + self.expire_after <= now
+                stale = not (folder / "info.json").exists() and folder.stat().st_mtime + self.limits.expire_after <= now
             except FileNotFoundError:
                 continue
             if stale and folder.is_dir() and UPLOAD_ID.fullmatch(folder.name):

@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from pcir_upload.repository.receive.admission import ReceiverFull, TooMany
 from pcir_upload.repository.receive.store import (
     UPLOAD_ID,
     AlreadyConcatenated,
@@ -53,6 +54,9 @@ SECRET_HEADER = "Pcir-Upload-Secret"
 # 32 random bytes, base64url without padding.
 SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
 DEFAULT_PORTS = {"http": "80", "https": "443"}
+# No byte count this server takes is longer (2**63 - 1 has 19 digits); refusing longer ones
+# before int() also keeps Python's 4,300-digit conversion limit from becoming a 500.
+MAX_DIGITS = 19
 
 
 def tus_response(status_code: int, headers: dict[str, str] | None = None, text: str = "") -> Response:
@@ -75,9 +79,15 @@ def _size(request: Request, name: str) -> int | None:
     value = request.headers.get(name)
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()):
-        raise MalformedHeader(f"{name}: {value!r} is not a byte count")
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_DIGITS:
+        raise MalformedHeader(f"{name}: {value[:40]!r} is not a byte count this server takes")
     return int(value)
+
+
+def _client(request: Request) -> str | None:
+    """Who is asking, for the per-client limits: the remote address as uvicorn sees it (behind
+    a proxy the operator trusts, the address that proxy forwards)."""
+    return request.client.host if request.client else None
 
 
 def _owner(request: Request) -> str | None:
@@ -193,6 +203,10 @@ class TusEndpoint:
             return tus_response(400, text=str(exc))
         except UploadTooLarge as exc:
             return tus_response(413, text=str(exc))
+        except TooMany as exc:
+            return tus_response(429, {"Retry-After": str(exc.retry_after)}, str(exc))
+        except ReceiverFull as exc:
+            return tus_response(507, text=str(exc))
         except ChecksumMismatch:
             return tus_response(460, text="Checksum mismatch: none of the request's bytes were kept")
         except OSError as exc:
@@ -224,7 +238,8 @@ class TusEndpoint:
         # Upload-Metadata is ignored on purpose: nothing readable about the patient is kept.
         try:
             upload = await self.store.create(
-                length, partial=concat == "partial", owner=owner, body=body, checksum=checksum
+                length, partial=concat == "partial", owner=owner, client=_client(request),
+                body=body, checksum=checksum,
             )
         except ClientDisconnect:
             return tus_response(400)  # nobody is listening, and nothing was kept

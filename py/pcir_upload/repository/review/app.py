@@ -86,6 +86,16 @@ def _entry(report: dict[str, Any], request: Request) -> dict[str, Any] | None:
     return files[n] if 0 <= n < len(files) and files[n]["outcome"] == "review" else None
 
 
+def _shown(request: Request, wanted: str) -> tuple[Summary, dict[str, Any]] | None:
+    """The contribution and the file in review that the address names, if it is a `wanted` one
+    (an image's address never shows a document, nor the other way round)."""
+    found = _contribution(request)
+    entry = _entry(found[1], request) if found else None
+    if found is None or entry is None or kind(found[0].cid, entry) != wanted:
+        return None
+    return found[0], entry
+
+
 async def login_form(request: Request) -> Response:
     return _html(pages.login())
 
@@ -190,12 +200,12 @@ async def contribution(request: Request, session: Session, form: dict[str, str])
 @guarded
 async def image(request: Request, session: Session, form: dict[str, str]) -> Response:
     review: Review = request.app.state.review
-    found = _contribution(request)
-    entry = _entry(found[1], request) if found else None
-    if found is None or entry is None or kind(found[0].cid, entry) != IMAGE:
+    shown = _shown(request, IMAGE)
+    if shown is None:
         return Response(status_code=404, headers=HEADERS)
-    state = review.log.contribution(found[0].cid).files.get(entry["path"])
-    path = current_path(review.out, found[0].cid, entry, state.boxes if state else [])
+    summary, entry = shown
+    state = review.log.contribution(summary.cid).files.get(entry["path"])
+    path = current_path(review.out, summary.cid, entry, state.boxes if state else [])
     if not path.exists():
         return Response(status_code=404, headers=HEADERS)
     strip = request.url.path.split("/")[3] == "strip"
@@ -205,10 +215,10 @@ async def image(request: Request, session: Session, form: dict[str, str]) -> Res
 @guarded
 async def page(request: Request, session: Session, form: dict[str, str]) -> Response:
     review: Review = request.app.state.review
-    found = _contribution(request)
-    entry = _entry(found[1], request) if found else None
-    if found is None or entry is None or kind(found[0].cid, entry) != DOCUMENT:
+    shown = _shown(request, DOCUMENT)
+    if shown is None:
         return Response(status_code=404, headers=HEADERS)
+    entry = shown[1]
     try:
         return _png(await run_in_threadpool(render.page_png, review.out / entry["to"], request.path_params["page"]))
     except (IndexError, OSError):

@@ -402,11 +402,11 @@ def test_pieces_grow_while_they_arrive_and_shrink_after_cuts() -> None:
         sizes.append(pace.size)
     assert sizes == [256 * KiB * 2**i for i in range(7)] + [16 * 1024 * KiB] * 2  # up to a chunk
     pace.cut()
-    assert pace.size == 8 * 1024 * KiB  # halved
+    assert pace.size <= 8 * 1024 * KiB  # halved (or an eighth of what came before the cut)
     for _ in range(10):
         pace.cut()
     assert pace.size == 64 * KiB  # never below the floor
-    # A link that drops after every megabyte or so: pieces stay at a quarter of what got through.
+    # A link that drops after every megabyte or so: pieces stay at an eighth of what got through.
     for _ in range(5):
         while True:
             pace.carried(pace.size, 0.0)
@@ -414,10 +414,10 @@ def test_pieces_grow_while_they_arrive_and_shrink_after_cuts() -> None:
                 break
         pace.cut()
     pace.carried(pace.size, 0.0)
-    assert pace.size <= 512 * KiB
+    assert pace.size <= 256 * KiB
     # A slow link: a piece takes no more than a few seconds at the speed pieces arrive.
     slow = Pace()
-    slow.carried(256 * KiB, 4.0)  # 64 KiB/s
+    slow.carried(256 * KiB, 2.0)  # 128 KiB/s: two seconds of it
     assert slow.size == 256 * KiB
 
 

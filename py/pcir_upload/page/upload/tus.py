@@ -126,13 +126,17 @@ class Pace:
     """How many bytes the next piece carries: as many as the link has shown it can carry.
 
     It starts small, doubles with every piece the server confirms, and halves after a cut,
-    never to less than `least`. Two limits keep what a cut can cost small: a piece should take
-    no more than `seconds` at the speed pieces have been arriving, and no more than a quarter
-    of what got through between the last cuts (a link that drops every megabyte gets pieces of
-    a quarter of one). On a link that never drops, pieces soon hold a whole chunk."""
+    never to less than `least`. Two limits keep what a cut can cost small (a cut piece is
+    lost whole where it is checksummed): a piece should take no more than `seconds` at the
+    speed pieces have been arriving, and be no more than an eighth of what got through between
+    the last two cuts (a link that drops every megabyte gets pieces of 128 KiB), or of a
+    quarter of what got through since the last one, if that is more (one that stops dropping
+    gets larger ones as it goes on carrying). Not every cut is seen here: the browser silently
+    sends a request again whose kept-alive connection broke, so the limits err small. On a link that never drops, pieces soon hold a
+    whole chunk."""
 
     def __init__(self, first: int = 256 * 1024, least: int = 64 * 1024,
-                 most: int = 16 * 1024 * 1024, seconds: float = 4.0):
+                 most: int = 16 * 1024 * 1024, seconds: float = 2.0):
         self.size = first
         self._least, self._most, self._seconds = least, most, seconds
         self._since_cut = 0  # body bytes confirmed since the last cut
@@ -145,13 +149,13 @@ class Pace:
         if seconds > 0:
             size = min(size, int(nbytes / seconds * self._seconds))
         if self._between_cuts is not None:
-            size = min(size, max(self._between_cuts, self._since_cut) // 4)
+            size = min(size, max(self._between_cuts, self._since_cut // 4) // 8)
         self.size = max(self._least, min(self._most, size))
 
     def cut(self) -> None:
         """A piece got no answer: the link broke under it."""
         self._between_cuts, self._since_cut = self._since_cut, 0
-        self.size = max(self._least, min(self.size // 2, self._between_cuts // 4))
+        self.size = max(self._least, min(self.size // 2, self._between_cuts // 8))
 
 
 def default_timeout(body_size: int) -> float:

@@ -286,8 +286,8 @@ class FaultProxy:
             self._dropper = None
 
     def _budget(self) -> list[int] | None:
-        """What the next connection may send up before `cut_every` breaks it (a box, spent
-        as bytes go up), or None."""
+        """What a connection may send up before `cut_every` breaks it (a box, spent as bytes
+        go up), or None."""
         with self._lock:
             if self._budgets is None:
                 return None
@@ -305,7 +305,7 @@ class FaultProxy:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         pump: asyncio.Task[None] | None = None
         buffer = b""
-        budget = self._budget()
+        budget: list[int] | None = None
         try:
             while True:
                 while b"\r\n\r\n" not in buffer:
@@ -335,6 +335,10 @@ class FaultProxy:
                     await self._pump(client_reader, up_writer, self._up)
                     return
                 limit = fault.cut_after if fault is not None and fault.kind == "cut" else None
+                if self._budgets is None:
+                    budget = None  # cleared: the connection goes on unbroken
+                elif budget is None:
+                    budget = self._budget()  # its first request since cut_every (kept alive, say)
                 buffer = await self._forward_body(client_reader, up_writer, buffer, length, limit, budget)
         except _Cut:
             self.cuts += 1

@@ -257,8 +257,12 @@ def test_a_link_that_breaks_every_connection_after_a_megabyte_or_so(browser, pro
     seconds, size, sent_up = on_a_dropping_link(
         browser, proxied, keys, tmp_path, disc, 1_000_000,
         lambda proxy: proxy.cut_every(500_000, 1_500_000, seed=11))
-    assert proxied[2].cuts >= 5  # the link really kept breaking
-    assert sent_up < 1.5 * size  # a cut costs a piece, not a chunk
+    cuts = proxied[2].cuts
+    assert cuts >= 5  # the link really kept breaking
+    # A cut costs the piece it cut (sometimes twice: Chromium sends a request again, whole, on
+    # a new connection), well under the megabyte a connection carries on average; sending
+    # each chunk in one request lost all of it at every cut, and never finished.
+    assert (sent_up - size) / cuts < 600_000
 
 
 def test_a_slow_link_that_drops_every_so_often_finishes_in_link_time(browser, proxied, keys, tmp_path) -> None:

@@ -417,7 +417,7 @@ def test_pieces_grow_while_they_arrive_and_shrink_after_cuts() -> None:
     assert pace.size <= 256 * KiB
     # A slow link: a piece takes no more than a few seconds at the speed pieces arrive.
     slow = Pace()
-    slow.carried(256 * KiB, 2.0)  # 128 KiB/s: two seconds of it
+    slow.carried(256 * KiB, 1.0)  # 256 KiB/s: a second of it
     assert slow.size == 256 * KiB
 
 

@@ -136,7 +136,7 @@ class Pace:
     whole chunk."""
 
     def __init__(self, first: int = 256 * 1024, least: int = 64 * 1024,
-                 most: int = 16 * 1024 * 1024, seconds: float = 2.0):
+                 most: int = 16 * 1024 * 1024, seconds: float = 1.0):
         self.size = first
         self._least, self._most, self._seconds = least, most, seconds
         self._since_cut = 0  # body bytes confirmed since the last cut

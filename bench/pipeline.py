@@ -374,8 +374,8 @@ def print_profile(name: str, profile: dict[str, Any], seconds: float) -> None:
 
 
 def contribute(url: str, folder: Path, expected_files: int, figures: Figures, memory: bool,
-               profile: float = 0, profile_scan: float = 0) -> None:
-    """The patient's path through the page, measured."""
+               profile: float = 0, profile_scan: float = 0, before_upload=lambda: None) -> None:
+    """The patient's path through the page, measured; `before_upload()` just before the click."""
     browser = Chromium()
     try:
         page = PageDriver(browser, url, memory)
@@ -389,6 +389,7 @@ def contribute(url: str, folder: Path, expected_files: int, figures: Figures, me
         if state["files"] != expected_files:
             raise BenchFailure(f"the page received {state['files']} files, the folder has {expected_files}")
         log(f"scanned {state['files']} files; uploading")
+        before_upload()
         page.evaluate("document.getElementById('choose-continue').click(); "
                       "window.__bench.clickAt = performance.now(); document.getElementById('upload').click()")
         if profile:

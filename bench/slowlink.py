@@ -1,6 +1,6 @@
 """The contribution page on a home uplink, against the way common web uploaders do it.
 
-    .venv/bin/python bench/slowlink.py [--size-mib 256] [--mbit 20] [--keep]
+    .venv/bin/python bench/slowlink.py [--size-mib 256] [--mbit 20] [--cuts steady|wifi|mobile] [--keep]
 
 Run `python build.py` first: this measures whatever dist/ holds.
 
@@ -17,8 +17,15 @@ connection, each way) to one `pcir-upload serve`, in one headless Chromium drive
    time, its name in the Upload-Metadata header, as an Uppy-style uploader does. Time is from
    the first upload started to the last one finished, in the page's clock.
 
-For each it prints the wall time, the bytes sent, and the wall time the link alone would need
-for those bytes (bytes / rate): the page should stay within 1.1 of that. MB is 10^6 bytes.
+With `--cuts` the link keeps breaking, the same way for both runs (the same seeded pattern,
+started afresh for each): `wifi`, every connection cut after a random 0.5–1.5 MB sent up it;
+`mobile`, every open connection broken every 20–60 s. Their link is 1 MB/s and 125 kB/s
+unless `--mbit` says otherwise.
+
+For each it prints the wall time, the bytes that went up the link (everything the proxy
+forwarded to the receiver: bodies cut off and sent again included), the bytes stored, and
+the wall time the link alone would need for the bytes stored (bytes / rate): the page should
+stay within 1.1 of that on a steady link, 1.3 on one that drops. MB is 10^6 bytes.
 """
 
 from __future__ import annotations
@@ -85,7 +92,7 @@ def site_with_baseline(workdir: Path) -> Path:
     return site
 
 
-def run_baseline(url: str, folder: Path, files: int) -> dict[str, float]:
+def run_baseline(url: str, folder: Path, files: int, before_upload=lambda: None) -> dict[str, float]:
     browser = Chromium()
     try:
         page = PageDriver(browser, url, memory=False)
@@ -97,6 +104,7 @@ def run_baseline(url: str, folder: Path, files: int) -> dict[str, float]:
         document = page.cdp.send("DOM.getDocument", {"depth": 0}, page.page)
         node = page.cdp.send("DOM.querySelector",
                              {"nodeId": document["root"]["nodeId"], "selector": "#folder"}, page.page)
+        before_upload()
         page.cdp.send("DOM.setFileInputFiles", {"nodeId": node["nodeId"], "files": [str(folder)]}, page.page)
         deadline = time.monotonic() + 7200
         while True:
@@ -117,10 +125,19 @@ def run_baseline(url: str, folder: Path, files: int) -> dict[str, float]:
         browser.close()
 
 
+# name: (link in bytes/s when --mbit is not given, how the link breaks)
+PATTERNS = {
+    "steady": (20e6 / 8, lambda proxy: None),
+    "wifi": (1_000_000, lambda proxy: proxy.cut_every(500_000, 1_500_000, seed=11)),
+    "mobile": (125_000, lambda proxy: proxy.drop_every(20, 60, seed=12)),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     options.add_argument("--size-mib", type=int, default=256, help="size of the CT-like disc (default 256)")
-    options.add_argument("--mbit", type=float, default=20.0, help="the link, Mbit/s each way (default 20)")
+    options.add_argument("--mbit", type=float, help="the link, Mbit/s each way (default 20, or the pattern's)")
+    options.add_argument("--cuts", choices=sorted(PATTERNS), default="steady", help="how the link breaks")
     options.add_argument("--keep", action="store_true", help="keep the run folder")
     args = options.parse_args(argv)
     if not (ROOT / "dist" / "index.html").is_file():
@@ -130,18 +147,25 @@ def main(argv: list[str] | None = None) -> int:
     folder = ct_folder(OUT, args.size_mib, log)
     listing = [p for p in folder.rglob("*") if p.is_file()]
     disc_bytes = sum(p.stat().st_size for p in listing)
-    rate = args.mbit * 1e6 / 8  # bytes per second
+    default_rate, breaks = PATTERNS[args.cuts]
+    rate = args.mbit * 1e6 / 8 if args.mbit else default_rate  # bytes per second
+    mbit = rate * 8 / 1e6
     with BenchRun("slowlink", args.keep) as run:
         os.environ["PCIR_SITE"] = str(site_with_baseline(run.path))
         url = run.start_receiver()
         with FaultProxy(url) as proxy:
             proxy.throttle(rate)
-            log(f"receiver at {url}, through a {args.mbit:g} Mbit/s link at {proxy.url}")
+            log(f"receiver at {url}, through a {mbit:g} Mbit/s link ({args.cuts}) at {proxy.url}")
             ours = Figures()
-            contribute(proxy.url, folder, len(listing), ours, memory=False)
-            log(f"the page: {ours.upload_s:.1f} s; now the baseline")
+            # The page loads and the disc is scanned on a steady link: the cuts begin at the click.
+            contribute(proxy.url, folder, len(listing), ours, memory=False, before_upload=lambda: breaks(proxy))
+            ours_up, ours_cuts = proxy.sent_up, proxy.cuts
+            proxy.clear()
+            proxy.throttle(rate)
+            log(f"the page: {ours.upload_s:.1f} s, {ours_cuts} cuts; now the baseline")
             before = {u.id for u in all_uploads(run.path / "data")}
-            baseline = run_baseline(proxy.url, folder, len(listing))
+            baseline = run_baseline(proxy.url, folder, len(listing), before_upload=lambda: breaks(proxy))
+            baseline_up, baseline_cuts = proxy.sent_up - ours_up, proxy.cuts - ours_cuts
         uploads = [u for u in all_uploads(run.path / "data") if u.id not in before]
         baseline_bytes = sum(u.offset for u in uploads)
         if len(uploads) != len(listing) or baseline_bytes != disc_bytes:
@@ -152,23 +176,26 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(upload.data_path.parent, ignore_errors=True)
         unpack_and_verify(run.path / "data", run.path / "unpacked", folder, ours)
         rows = [
-            ("the page (packaged, sealed)", ours.upload_s, ours.bytes_sent),
-            ("tus-js-client, raw files", baseline["seconds"], baseline_bytes),
+            ("the page (packaged, sealed)", ours.upload_s, ours.bytes_sent, ours_up, ours_cuts),
+            ("tus-js-client, raw files", baseline["seconds"], baseline_bytes, baseline_up, baseline_cuts),
         ]
         print()
         version = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
-        print(f"{len(listing)} files, {disc_bytes / 1e6:.1f} MB, link {args.mbit:g} Mbit/s "
-              f"({rate / 1e6:.2f} MB/s) each way, {version}")
-        print(f"  {'':30} {'wall time':>10} {'bytes sent':>12} {'link alone':>11} {'ratio':>6}")
-        for name, seconds, sent in rows:
-            alone = sent / rate
-            print(f"  {name:30} {seconds:9.1f}s {sent / 1e6:10.1f}MB {alone:10.1f}s {seconds / alone:6.2f}")
+        print(f"{len(listing)} files, {disc_bytes / 1e6:.1f} MB, link {mbit:g} Mbit/s "
+              f"({rate / 1e6:.3f} MB/s) each way, cuts: {args.cuts}, {version}")
+        print(f"  {'':30} {'wall time':>10} {'up the link':>12} {'stored':>10} {'link alone':>11} {'ratio':>6} {'cuts':>5}")
+        for name, seconds, stored, up, cuts in rows:
+            alone = stored / rate
+            print(f"  {name:30} {seconds:9.1f}s {up / 1e6:10.1f}MB {stored / 1e6:8.1f}MB "
+                  f"{alone:10.1f}s {seconds / alone:6.2f} {cuts:5d}")
         print(f"  the page took {ours.upload_s / baseline['seconds']:.2f} of the baseline's time "
-              f"and sent {ours.bytes_sent / baseline_bytes:.3f} of its bytes")
+              f"and stored {ours.bytes_sent / baseline_bytes:.3f} of its bytes")
         (OUT / "last-slowlink.json").write_text(json.dumps({
-            "date": datetime.now(timezone.utc).isoformat(), "mbit": args.mbit, "files": len(listing),
-            "disc_bytes": disc_bytes, "page": {"seconds": ours.upload_s, "bytes": ours.bytes_sent},
-            "baseline": {"seconds": baseline["seconds"], "bytes": baseline_bytes}}, indent=2))
+            "date": datetime.now(timezone.utc).isoformat(), "mbit": mbit, "cuts": args.cuts,
+            "files": len(listing), "disc_bytes": disc_bytes,
+            "page": {"seconds": ours.upload_s, "bytes": ours.bytes_sent, "up": ours_up, "cuts": ours_cuts},
+            "baseline": {"seconds": baseline["seconds"], "bytes": baseline_bytes, "up": baseline_up,
+                         "cuts": baseline_cuts}}, indent=2))
     return 0 if run.ok else 1
 
 

@@ -17,19 +17,28 @@ Chromium) talk to `proxy.url` as if it were the receiver:
         proxy.refuse(3.0)                        # new connections are refused for 3 s (the
                                                  #   port closes; open ones go on)
         proxy.drop_connections()                 # break every open connection now
+        proxy.cut_every(500_000, 1_500_000, seed=1)  # a flaky Wi-Fi: each connection breaks
+                                                 #   after a random 0.5–1.5 MB sent up it
+        proxy.drop_every(20, 60, seed=2)         # a mobile link: every 20–60 s (at random),
+                                                 #   every open connection breaks
         proxy.clear()                            # no more faults (and no throttle)
         proxy.requests                           # [(method, path), ...] of every request seen
+        proxy.sent_up, proxy.cuts                # bytes that went up the link; connections cut
         proxy.faults_left()                      # how many aimed faults are still waiting
 
 Faults aimed at requests (`cut_after`, `answer`) wait in order for the next request they
 match (`method`, and `path` as a prefix, when given). Only `Content-Length` bodies are cut;
-a chunked request is passed through untouched. No pipelining, no TLS, no HTTP/2: what
+a chunked request is passed through untouched. The patterns (`cut_every`, `drop_every`) draw
+from their own seeded random generator, so a run's cuts come in the same sizes and intervals
+each time (which connection gets which size depends on how requests interleave). `clear()`
+ends them too. No pipelining, no TLS, no HTTP/2: what
 browsers and httpx speak to a plain-HTTP 127.0.0.1 server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import struct
 import threading
@@ -111,6 +120,10 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._refuser: asyncio.Future[None] | None = None
+        self._budgets: tuple[int, int, random.Random] | None = None  # cut_every's sizes
+        self._dropper: asyncio.Future[None] | None = None  # drop_every's task
+        self.sent_up = 0  # bytes forwarded from clients to the receiver
+        self.cuts = 0  # connections broken by cut_after, cut_every, drop_* (each counted once)
 
     # --- control, from any thread
 
@@ -146,10 +159,21 @@ class FaultProxy:
         """Break every open connection now (with a reset)."""
         self._call(self._drop_all)
 
+    def cut_every(self, least: int, most: int, *, seed: int) -> None:
+        """Every connection from now on breaks once a random `least`–`most` bytes went up it."""
+        with self._lock:
+            self._budgets = (least, most, random.Random(seed))
+
+    def drop_every(self, least: float, most: float, *, seed: int) -> None:
+        """Every `least`–`most` seconds (at random), break every open connection."""
+        self._call(self._drop_every, least, most, random.Random(seed))
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._budgets = None
         self.throttle(None)
+        self._call(self._stop_dropping)
 
     def faults_left(self) -> int:
         with self._lock:
@@ -241,10 +265,37 @@ class FaultProxy:
         self._refuser = asyncio.ensure_future(refuse())
 
     def _drop_all(self) -> None:
+        clients = [w for w in self._connections if w.get_extra_info("peername") != self.upstream]
+        self.cuts += len(clients)
         for writer in list(self._connections):
             _reset(writer)
 
+    def _drop_every(self, least: float, most: float, rng: random.Random) -> None:
+        self._stop_dropping()
+
+        async def drop() -> None:
+            while True:
+                await asyncio.sleep(rng.uniform(least, most))
+                self._drop_all()
+
+        self._dropper = asyncio.ensure_future(drop())
+
+    def _stop_dropping(self) -> None:
+        if self._dropper is not None:
+            self._dropper.cancel()
+            self._dropper = None
+
+    def _budget(self) -> list[int] | None:
+        """What a connection may send up before `cut_every` breaks it (a box, spent as bytes
+        go up), or None."""
+        with self._lock:
+            if self._budgets is None:
+                return None
+            least, most, rng = self._budgets
+            return [rng.randint(least, most)]
+
     async def _shutdown(self) -> None:
+        self._stop_dropping()
         if self._server is not None:
             self._server.close()
         self._drop_all()
@@ -254,6 +305,7 @@ class FaultProxy:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         pump: asyncio.Task[None] | None = None
         buffer = b""
+        budget: list[int] | None = None
         try:
             while True:
                 while b"\r\n\r\n" not in buffer:
@@ -283,8 +335,13 @@ class FaultProxy:
                     await self._pump(client_reader, up_writer, self._up)
                     return
                 limit = fault.cut_after if fault is not None and fault.kind == "cut" else None
-                buffer = await self._forward_body(client_reader, up_writer, buffer, length, limit)
+                if self._budgets is None:
+                    budget = None  # cleared: the connection goes on unbroken
+                elif budget is None:
+                    budget = self._budget()  # its first request since cut_every (kept alive, say)
+                buffer = await self._forward_body(client_reader, up_writer, buffer, length, limit, budget)
         except _Cut:
+            self.cuts += 1
             _reset(client_writer)  # the client sees its request fail, as on a broken link
         except (ConnectionError, OSError):
             pass
@@ -300,9 +357,11 @@ class FaultProxy:
 
     async def _forward_body(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, buffer: bytes,
-        length: int, limit: int | None,
+        length: int, limit: int | None, budget: list[int] | None = None,
     ) -> bytes:
-        """Forward `length` body bytes (some already in `buffer`); returns what follows them."""
+        """Forward `length` body bytes (some already in `buffer`); returns what follows them.
+        The body breaks off after `limit` of its bytes, or once the connection's `budget` is
+        spent."""
         remaining = length
         sent = 0
         while remaining > 0:
@@ -311,12 +370,16 @@ class FaultProxy:
                 if not buffer:
                     raise ConnectionError("the client went away mid-body")
             piece, buffer = buffer[:remaining], buffer[remaining:]
-            if limit is not None and sent + len(piece) >= limit:
-                await self._send(writer, piece[: limit - sent], self._up)
+            allowed = [n for n in (limit - sent if limit is not None else None,
+                                   budget[0] if budget is not None else None) if n is not None]
+            if allowed and len(piece) >= min(allowed):
+                await self._send(writer, piece[: min(allowed)], self._up)
                 await writer.drain()
                 writer.close()  # the receiver sees the body end early, and keeps what came
                 raise _Cut()
             await self._send(writer, piece, self._up)
+            if budget is not None:
+                budget[0] -= len(piece)
             sent += len(piece)
             remaining -= len(piece)
         return buffer
@@ -326,6 +389,8 @@ class FaultProxy:
         for start in range(0, len(data), step):
             piece = data[start : start + step]
             await bucket.take(len(piece))
+            if bucket is self._up:
+                self.sent_up += len(piece)
             writer.write(piece)
             await writer.drain()
 

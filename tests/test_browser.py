@@ -157,6 +157,53 @@ def test_contribution_through_a_directory_handle(browser, site, keys, dicomdirte
     page.context.close()
 
 
+# The quickest new user there can be: Start and every point of the terms while Python is
+# still loading, and the disc chosen (the picker; an Origin Private File System folder stands
+# in) in the same moment the step appears.
+QUICKEST_USER = """
+window.addEventListener('DOMContentLoaded', () => {
+  const step = document.getElementById('step-choose');
+  new MutationObserver(() => {
+    if (!step.hidden && !window.pcirChosen) {
+      window.pcirChosen = true;
+      document.getElementById('choose-folder').click();
+    }
+  }).observe(step, { attributes: true, attributeFilter: ['hidden'] });
+});
+window.showDirectoryPicker = async () => {
+  const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('disc', { create: true });
+  for (const name of ['README.TXT', 'IMAGE1', 'IMAGE2']) {
+    const writable = await (await root.getFileHandle(name, { create: true })).createWritable();
+    await writable.write(new TextEncoder().encode(name.repeat(1000)));
+    await writable.close();
+  }
+  return root;
+};
+"""
+
+
+def test_a_folder_chosen_while_python_is_still_starting_is_read_at_the_first_try(browser, site) -> None:
+    """The page posts the listing only once the worker listens for it: posted earlier (agreed
+    before Python was ready, so the worker opened its end of the channel only after
+    answering), it reached nobody and the page said the folder could not be read."""
+    url, _ = site
+    for _ in range(3):  # fresh profiles: Python starts from nothing each time
+        context = browser.new_context()
+        context.add_init_script(QUICKEST_USER)
+        page = context.new_page()
+        page.goto(url + "/")
+        assert page.evaluate("document.body.dataset.ready") is None, "Python was ready too soon to tell"
+        page.evaluate("""() => {
+            document.getElementById('start').click();
+            for (const box of document.querySelectorAll('input[name=confirm]')) box.checked = true;
+            document.getElementById('agree-continue').click();
+        }""")
+        page.wait_for_selector("#discs li, #error:not([hidden])", timeout=90_000)
+        assert page.is_hidden("#error"), page.inner_text("#error")
+        assert "3 files" in page.inner_text("#discs")
+        context.close()
+
+
 def run_python_in_page(page: Page, code: str) -> str:
     """Run `code` in a bare Pyodide on the page's origin, with our wheel; returns `result`."""
     wheel = next((DIST / "wheels").glob("pcir_upload-*.whl")).name

@@ -166,3 +166,36 @@ def test_drop_connections_breaks_open_ones(proxy: FaultProxy) -> None:
             assert sock.recv(1) == b""
         except ConnectionResetError:
             pass
+
+
+def test_cut_every_breaks_each_connection_after_its_own_random_budget(proxy: FaultProxy) -> None:
+    proxy.cut_every(100_000, 300_000, seed=5)
+    kept = []
+    for _ in range(4):
+        with httpx.Client(base_url=proxy.url) as client:  # a connection of its own each time
+            location = create(client, 1_000_000)
+            with pytest.raises(httpx.TransportError):
+                client.patch(location, content=os.urandom(1_000_000), headers={**CHUNK, "Upload-Offset": "0"})
+        time.sleep(0.2)  # the receiver stores what came
+        with httpx.Client(base_url=proxy.url) as client:
+            kept.append(offset(client, location))
+    assert all(100_000 <= n <= 300_000 for n in kept) and len(set(kept)) > 1, kept
+    assert proxy.cuts == 4
+    proxy.clear()
+    with httpx.Client(base_url=proxy.url) as client:  # cleared: whole bodies again
+        location = create(client, 500_000)
+        r = client.patch(location, content=os.urandom(500_000), headers={**CHUNK, "Upload-Offset": "0"})
+        assert r.status_code == 204
+
+
+def test_drop_every_breaks_open_connections_at_random_intervals(proxy: FaultProxy) -> None:
+    proxy.throttle(100_000)
+    proxy.drop_every(0.3, 0.6, seed=3)
+    with httpx.Client(base_url=proxy.url) as client:
+        location = create(client, 1_000_000)
+        started = time.monotonic()
+        with pytest.raises(httpx.TransportError):
+            client.patch(location, content=os.urandom(1_000_000), headers={**CHUNK, "Upload-Offset": "0"})
+        assert time.monotonic() - started < 1.0
+    assert proxy.cuts >= 1
+    assert 0 < proxy.sent_up < 200_000

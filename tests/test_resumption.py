@@ -24,6 +24,7 @@ from faultproxy import FaultProxy
 from pcir_upload.page.upload.contribution import ContributionCancelled, Progress
 from pcir_upload.page.disc.disc import DiscFile
 from pcir_upload.page.package.levels import Levels
+from pcir_upload.page.seal.envelope import HEADER_SIZE, SUITE_HYBRID, message_overhead
 from pcir_upload.page.package.package import AHEAD_BYTES, LocalPacker, Packager
 from pcir_upload.page.upload.resumption import (
     CONTINUING, DIFFERENT_DISC, DISC_CHANGED, KEY_CHANGED, PARTS_GONE, UNUSABLE, Other, Record,
@@ -114,6 +115,23 @@ def test_a_record_after_every_confirmed_chunk_and_nothing_readable_in_it(server,
     assert keys.public.hybrid.hex() not in text and "PRIVATE" not in text
     assert len(record["secret"]) == 43 and record["chunk_size"] == CHUNK
     Record.from_json(json.loads(text))  # it survives storage as text
+
+
+def test_the_record_is_saved_before_the_page_shows_a_chunk_as_sent(server, folder, keys, tmp_path) -> None:
+    """A page closed the moment it shows progress has the record of every chunk it showed."""
+    endpoint, data, _ = server
+    sealed = CHUNK + HEADER_SIZE + message_overhead(SUITE_HYBRID)
+    behind: list[tuple[int, int]] = []
+
+    def check(run: Run, p: Progress) -> None:
+        held = set(range(run.record["chunks"])) | {o[0] for o in run.record["others"]} if run.record else set()
+        chunks = next(n for n in range(len(held) + 1) if n not in held)  # the recorded prefix
+        if not p.done and chunks * sealed < p.bytes_sent:
+            behind.append((chunks, p.bytes_sent))
+
+    run = contribute_through(endpoint, FolderDisc(folder), keys, on_progress=check)
+    arrived_intact(data, keys, tmp_path / "out", run, folder)
+    assert not behind, f"progress shown before its record was saved: {behind[:3]}"
 
 
 def test_the_record_of_a_dvd_stays_small() -> None:

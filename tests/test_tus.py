@@ -16,7 +16,7 @@ import pytest
 
 from pcir_upload.repository.receive.store import all_uploads, completed_uploads
 from pcir_upload.page.upload.tus import (
-    Link, Partial, PartialState, Response, Retry, Server, State, Target, TransportError, Upload,
+    Link, Pace, Partial, PartialState, Response, Retry, Server, State, Target, TransportError, Upload,
     UploadError, concatenate, discover,
 )
 from support import HttpxTransport, receiver
@@ -213,7 +213,7 @@ def test_jitter_spreads_the_delays(endpoint) -> None:
     url, _ = endpoint
     transport = FaultyTransport(on("PATCH", set(range(1, 5)), "drop-request"))
     fake = FakeTime()
-    upload = Upload(make_link(transport, fake), Target(url, PLAIN))
+    upload = Upload(make_link(transport, fake, retry=Retry(at_once=0)), Target(url, PLAIN))
 
     async def run() -> None:
         await upload.create()
@@ -232,7 +232,7 @@ def test_progress_restores_patience(endpoint) -> None:
     chunks = [os.urandom(1000) for _ in range(30)]
     transport = FaultyTransport(on("PATCH", set(range(1, 200, 2)), "drop-request"))
     fake = FakeTime()
-    upload = Upload(make_link(transport, fake, retry=Retry(10.0, 10.0, 25.0), jitter=lambda: 0.5),
+    upload = Upload(make_link(transport, fake, retry=Retry(10.0, 10.0, 25.0, at_once=0), jitter=lambda: 0.5),
                     Target(url, PLAIN))
 
     async def run() -> None:
@@ -350,23 +350,28 @@ def test_partials_joined_in_order(endpoint) -> None:
     parts, final, transport = partials(url, lambda *a: None)
     assert all(p.state is PartialState.COMPLETE and p.data is None for p in parts)
     assert stored(data) == b"".join(CHUNKS)
-    assert [m for m, _ in transport.log] == ["OPTIONS"] + ["POST"] * 5  # the data rides in the POSTs
+    # Each partial is created empty, so its URL is known before any of its bytes travel.
+    assert transport.log == [("OPTIONS", 0)] + [
+        entry for chunk in CHUNKS for entry in (("POST", 0), ("PATCH", len(chunk)))] + [("POST", 0)]
     assert [u.id for u in all_uploads(data)] == [final.rsplit("/", 1)[1]]  # partials consumed
 
 
-@pytest.mark.parametrize("what", ["drop-answer", "drop-request", "cut-body", "busy"])
+@pytest.mark.parametrize("what", ["drop-answer", "drop-request", "busy"])
 def test_partial_faults(endpoint, what) -> None:
     url, data = endpoint
+    creations = 0
 
     def fault(method, headers, body, count):
-        if method == "POST" and headers.get("Upload-Concat") == "partial" and count in (3, 6):
-            return what
+        nonlocal creations
+        if method == "POST" and headers.get("Upload-Concat") == "partial":
+            creations += 1
+            return what if creations in (2, 4) else None
         return None
 
     parts, _, transport = partials(url, fault)
     assert stored(data) == b"".join(CHUNKS)
-    posts = [n for m, n in transport.log if m == "POST" and n]
-    assert len(posts) == len(CHUNKS) + 2  # a lost creation is a new partial: no Location to ask
+    assert creations == len(CHUNKS) + 2  # a lost creation is a new partial: no Location to ask
+    assert sum(n for m, n in transport.log if m == "PATCH") == sum(map(len, CHUNKS))  # and costs no byte
     assert "HEAD" not in [m for m, _ in transport.log]
     orphans = [u for u in all_uploads(data) if u.partial]
     assert len(orphans) == (2 if what == "drop-answer" else 0)  # left for the server to expire
@@ -384,6 +389,68 @@ def test_a_cut_patch_into_a_partial_resends_only_what_is_missing(endpoint, check
     resent = sum(n for m, n in transport.log if m == "PATCH") - sum(map(len, CHUNKS))
     half = len(CHUNKS[1]) // 2  # the log counts the cut request's whole body
     assert resent == (len(CHUNKS[1]) if checksum else half)
+
+
+KiB = 1024
+
+
+def test_pieces_grow_while_they_arrive_and_shrink_after_cuts() -> None:
+    pace = Pace()
+    sizes = [pace.size]
+    for _ in range(8):
+        pace.carried(pace.size, 0.0)
+        sizes.append(pace.size)
+    assert sizes == [256 * KiB * 2**i for i in range(7)] + [16 * 1024 * KiB] * 2  # up to a chunk
+    pace.cut()
+    assert pace.size <= 8 * 1024 * KiB  # halved (or an eighth of what came before the cut)
+    for _ in range(10):
+        pace.cut()
+    assert pace.size == 64 * KiB  # never below the floor
+    # A link that drops after every megabyte or so: pieces stay at an eighth of what got through.
+    for _ in range(5):
+        while True:
+            pace.carried(pace.size, 0.0)
+            if pace._since_cut >= 1024 * KiB:
+                break
+        pace.cut()
+    pace.carried(pace.size, 0.0)
+    assert pace.size <= 256 * KiB
+    # A slow link: a piece takes no more than a few seconds at the speed pieces arrive.
+    slow = Pace()
+    slow.carried(256 * KiB, 1.0)  # 256 KiB/s: a second of it
+    assert slow.size == 256 * KiB
+
+
+def test_a_chunk_goes_in_growing_pieces_and_a_cut_costs_only_its_piece(endpoint) -> None:
+    url, data = endpoint
+    chunk = os.urandom(1_500_000)
+    server = Server(CONCAT_NO_BODY.extensions | {"checksum"}, frozenset({"sha256"}))
+    parts, _, transport = partials(url, on("PATCH", {3}, "cut-body"), server, chunks=[chunk])
+    assert stored(data) == chunk
+    patches = [n for m, n in transport.log if m == "PATCH"]
+    assert patches[:2] == [256 * KiB, 512 * KiB]
+    # The third piece was cut: it is sent again (smaller), nothing before it is.
+    assert sum(patches) - len(chunk) == patches[2]
+    assert [m for m, _ in transport.log].count("HEAD") == 1
+
+
+def test_a_cut_on_a_link_that_answers_again_is_tried_again_at_once(endpoint) -> None:
+    url, data = endpoint
+    waits: list[tuple[bool, float | None]] = []
+    upload, transport, time = upload_all(
+        url, on("PATCH", {1, 2, 4, 6}, "cut-body"), CHECKSUMMED,
+        on_wait=lambda waiting, seconds: waits.append((waiting, seconds)))
+    assert stored(data) == b"".join(CHUNKS)
+    assert time.sleeps == [] and waits == []  # never "trying again in N s"
+    assert upload.retries == 4
+
+
+def test_backoff_only_while_the_server_stays_away(endpoint) -> None:
+    url, data = endpoint
+    upload, transport, time = upload_all(url, on("PATCH", set(range(1, 7)), "drop-request"),
+                                         jitter=lambda: 0.5)
+    assert stored(data) == b"".join(CHUNKS)
+    assert time.sleeps == [1.0, 2.0, 4.0]  # three at once, then waits that grow
 
 
 def test_a_conflict_is_resolved_by_asking_at_once(endpoint) -> None:

@@ -79,12 +79,18 @@ async function call(name, ...args) {
 // property at a time. Cloning a File costs Chromium most of a millisecond, so a disc of many
 // files goes in parts, and the page stays responsive in between. The call names the listing.
 // The messages go on a channel of this page's own (a random name: no other tab hears them),
-// apart from PyScript's, whose worker end handles messages of its own.
+// apart from PyScript's, whose worker end handles messages of its own. A message on a
+// BroadcastChannel reaches only the ends open when it is posted: one posted before the
+// worker has opened its end is lost, and the worker would wait for it in vain (a patient who
+// agreed while Python was still loading, and chose the disc at once, was told the folder
+// could not be read). So nothing is posted before the worker says it listens.
 const LISTING_PART = 500;
 const listingChannel = new BroadcastChannel(`pcir-listings-${crypto.randomUUID()}`);
+const listening = worker.then((sync) => sync.listen(listingChannel.name));
 let listings = 0;
 async function callWithListing(name, entries) {
   const id = ++listings;
+  await listening;
   const answer = call(name, id);
   const parts = Math.max(1, Math.ceil(entries.length / LISTING_PART));
   for (let part = 0; part < parts; part++) {
@@ -102,7 +108,6 @@ async function startSession(fresh) {
     confirmations: confirmations().map((box) => box.value),
     fresh,
     packer: new URL('./packer.mjs', import.meta.url).href,  // the worker starts its helpers
-    listings: listingChannel.name,
   }));
   $('welcome-returning').hidden = !session.returning;
   $('welcome-unfinished').hidden = !session.unfinished;

@@ -10,13 +10,13 @@ wheels = [str(js.location.origin) + "/wheels/" + name for name in WHEELS]
 await pyodide_js.loadPackage(wheels)
 
 from pcir_upload.page.browser.worker import (  # noqa: E402
-    add_documents, agree, cancel, configure, contribute_disc, forget, memory_report, pause,
-    remove_disc, remove_document, resume, scan, session,
+    add_documents, agree, cancel, configure, contribute_disc, forget, listen, memory_report,
+    pause, remove_disc, remove_document, resume, scan, session,
 )
 
 configure(wheels)
 
 __export__ = [
-    "session", "agree", "scan", "remove_disc", "add_documents", "remove_document",
+    "session", "listen", "agree", "scan", "remove_disc", "add_documents", "remove_document",
     "contribute_disc", "pause", "resume", "cancel", "forget", "memory_report",
 ]

@@ -90,11 +90,14 @@ def configure(wheels: list[str]) -> None:
 _channel: Any = None  # where the page sends listings (app.js, callWithListing)
 
 
-def _listen(name: str | None) -> None:
+def listen(name: str) -> str:
+    """Open our end of the page's listing channel. The page posts no listing before this
+    answers: a message posted before an end is open never reaches it."""
     global _channel
-    if _channel is None and name:
+    if _channel is None:
         _channel = js.BroadcastChannel.new(name)
         _channel.addEventListener("message", create_proxy(_message))
+    return json.dumps({})
 
 
 def _start_packers(script: str | None) -> None:
@@ -117,7 +120,6 @@ def session(options: str) -> str:
     """
     global _session
     chosen = json.loads(options)
-    _listen(chosen.get("listings"))
     _start_packers(chosen.get("packer"))
     fresh = bool(chosen.get("fresh"))
     marker = None if fresh else parse_marker(storage.load())

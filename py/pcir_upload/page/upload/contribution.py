@@ -390,8 +390,9 @@ class Contribution:
             plan.known.add(part.url)
             urls[part.index] = part.url
             tracker.confirmed(part.index, part.url)
-            self._confirmed(part.index, part.length or 0, disc_done, sent=True)
+            # The record first: once the page shows a chunk as sent, closing it must not lose it.
             self._save(tracker.record().to_json())
+            self._confirmed(part.index, part.length or 0, disc_done, sent=True)
 
         self._report()
         final_index = 0

@@ -4,18 +4,25 @@ A contribution's sealed chunks reach the repository one of two ways, chosen by w
 server offers (OPTIONS, `Tus-Extension`):
 
 - with `concatenation` (our receiver, tusd): each chunk is its own *partial* upload, created
-  with its bytes in the POST (creation-with-upload), at most a few at a time, and one
-  `Upload-Concat: final;...` POST joins them in order at the end (`Partial`, `concatenate`);
+  empty so that its URL is known before any of its bytes travel, then appended to in
+  pieces, at most a few chunks at a time; one `Upload-Concat: final;...` POST joins them in
+  order at the end (`Partial`, `concatenate`);
 - without it (@tus/server's file store): one upload created with `Upload-Defer-Length`, the
-  chunks appended in order, the length declared with the last one (`Upload`).
+  chunks appended in order, in pieces too, the length declared with the last one (`Upload`).
+
+Every piece carries its own checksum where the server offers one, so the server keeps every
+piece that arrived whole and a cut costs at most the piece it cut: a chunk's bytes that
+reached the server are never sent again.
 
 Two things are kept apart on purpose. `Link` is the one way out to the network: it waits
-while the patient has paused, waits for the network to come back, backs off with jitter,
-respects `Retry-After`, times out stalled requests and gives up, in plain words, once
-nothing has moved for too long. `Partial.store` and `Upload.append` are the state machines:
-after anything goes wrong they ask the server (HEAD) what it really holds and go on from
-there, so no byte is stored twice and none is skipped. The transport (the browser's fetch,
-httpx in tests) only moves bytes.
+while the patient has paused, waits for the network to come back, tries again at once after
+a cut on a link that worked a moment ago and backs off with jitter only while the server or
+network stays away, respects `Retry-After`, times out stalled requests, gives up, in plain
+words, once nothing has moved for too long, and sizes the pieces to what the link carries
+(`Pace`). `Partial.store` and `Upload.append` are the state machines: after anything goes
+wrong they ask the server (HEAD) what it really holds and go on from there, so no byte is
+stored twice and none is skipped. The transport (the browser's fetch, httpx in tests) only
+moves bytes.
 """
 
 from __future__ import annotations
@@ -92,17 +99,63 @@ Answer = Response | _NoAnswer
 
 @dataclass(frozen=True)
 class Retry:
-    """How patient the upload is. Delays double from `first_delay` up to `max_delay`, each
-    drawn from 50–150 % of its value so that many patients cut off at once do not all return
-    at once; after `give_up_after` seconds of failures without a single confirmed byte (not
+    """How patient the upload is. After a cut (no answer, or the server busy with the request
+    that was cut) the first `at_once` failures since the last confirmed byte are tried again
+    at once; beyond them, and after the server says it is unwell, delays double from
+    `first_delay` up to `max_delay`, each drawn from 50–150 % of its value so that many
+    patients cut off at once do not all return at once; after `give_up_after` seconds of failures without a single confirmed byte (not
     counting time paused or offline) the upload stops and says so."""
 
     first_delay: float = 1.0
     max_delay: float = 30.0
     give_up_after: float = 600.0
+    # Failures tried again without waiting, after the server last confirmed something: a cut
+    # on a link that worked a moment ago is most likely over by the time we ask again.
+    at_once: int = 3
 
     def delay(self, attempt: int, jitter: float) -> float:
         return min(self.max_delay, self.first_delay * 2 ** min(attempt, 30)) * (0.5 + jitter)
+
+
+# Failures worth trying again at once (while `Retry.at_once` allows): the connection broke,
+# the server is still busy with the request that broke (423), or a body arrived damaged (460).
+AT_ONCE_STATUSES = frozenset({423, 460})
+
+
+class Pace:
+    """How many bytes the next piece carries: as many as the link has shown it can carry.
+
+    It starts small, doubles with every piece the server confirms, and halves after a cut,
+    never to less than `least`. Two limits keep what a cut can cost small (a cut piece is
+    lost whole where it is checksummed): a piece should take no more than `seconds` at the
+    speed pieces have been arriving, and be no more than an eighth of what got through between
+    the last two cuts (a link that drops every megabyte gets pieces of 128 KiB), or of a
+    quarter of what got through since the last one, if that is more (one that stops dropping
+    gets larger ones as it goes on carrying). Not every cut is seen here: the browser silently
+    sends a request again whose kept-alive connection broke, so the limits err small. On a link that never drops, pieces soon hold a
+    whole chunk."""
+
+    def __init__(self, first: int = 256 * 1024, least: int = 64 * 1024,
+                 most: int = 16 * 1024 * 1024, seconds: float = 1.0):
+        self.size = first
+        self._least, self._most, self._seconds = least, most, seconds
+        self._since_cut = 0  # body bytes confirmed since the last cut
+        self._between_cuts: int | None = None  # and between the two cuts before, once seen
+
+    def carried(self, nbytes: int, seconds: float) -> None:
+        """A piece of `nbytes` was confirmed, `seconds` after it was sent."""
+        self._since_cut += nbytes
+        size = 2 * self.size
+        if seconds > 0:
+            size = min(size, int(nbytes / seconds * self._seconds))
+        if self._between_cuts is not None:
+            size = min(size, max(self._between_cuts, self._since_cut // 4) // 8)
+        self.size = max(self._least, min(self._most, size))
+
+    def cut(self) -> None:
+        """A piece got no answer: the link broke under it."""
+        self._between_cuts, self._since_cut = self._since_cut, 0
+        self.size = max(self._least, min(self.size // 2, self._between_cuts // 8))
 
 
 def default_timeout(body_size: int) -> float:
@@ -119,7 +172,11 @@ class Link:
     when `navigator.onLine` comes back); while it is pending, the upload waits for it instead
     of spending its patience on requests that cannot work. `on_wait(True, seconds)` is told
     when a wait begins (seconds until the next try, or None while offline), and
-    `on_wait(False, None)` when it ends and the upload tries again.
+    `on_wait(False, None)` when it ends and the upload tries again. A failure tried again at
+    once is no wait, and is not told.
+
+    `piece()` is how many bytes the next request that carries a body should carry (see
+    `Pace`); every such request's fate feeds it.
     """
 
     def __init__(
@@ -133,6 +190,7 @@ class Link:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         on_wait: Callable[[bool, float | None], None] | None = None,
+        pace: Pace | None = None,
     ):
         self._transport = transport
         self.retry = retry
@@ -147,7 +205,10 @@ class Link:
         self._inflight: set[asyncio.Future[Response]] = set()
         self._interrupted: set[asyncio.Future[Response]] = set()
         self._failing_since: float | None = None
-        self.retries = 0  # failures waited out, for the record
+        self._at_once = retry.at_once  # failures left to try again at once
+        self._backoffs = 0  # waits since the server last confirmed something
+        self._pace = pace or Pace()
+        self.retries = 0  # failures tried again, for the record
 
     @property
     def paused(self) -> bool:
@@ -173,12 +234,21 @@ class Link:
             await asyncio.sleep(0)  # let their callers take the answers in
 
     def resume(self) -> None:
-        self._failing_since = None  # a pause is not a failure: patience starts afresh
+        self._recovered()  # a pause is not a failure: patience starts afresh
         self._open.set()
 
     def progressed(self) -> None:
         """The server confirmed something: whatever failed before has recovered."""
+        self._recovered()
+
+    def _recovered(self) -> None:
         self._failing_since = None
+        self._at_once = self.retry.at_once
+        self._backoffs = 0
+
+    def piece(self) -> int:
+        """Bytes the next piece should carry."""
+        return self._pace.size
 
     async def request(
         self,
@@ -197,17 +267,24 @@ class Link:
             await self._open.wait()
         request = asyncio.ensure_future(self._send(method, url, headers, body))
         self._inflight.add(request)
+        sent = self._clock()
         try:
-            return await request
+            answer: Answer = await request
         except asyncio.CancelledError:
             if request in self._interrupted:
                 return PAUSED  # pause() aborted it; we ourselves go on
             raise
         except (TransportError, TimeoutError):
-            return NETWORK
+            answer = NETWORK
         finally:
             self._inflight.discard(request)
             self._interrupted.discard(request)
+        if body:
+            if answer is NETWORK or isinstance(answer, Response) and answer.status == 460:
+                self._pace.cut()
+            elif isinstance(answer, Response) and 200 <= answer.status < 300:
+                self._pace.carried(len(body), self._clock() - sent)
+        return answer
 
     async def _send(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
@@ -215,10 +292,12 @@ class Link:
         async with asyncio.timeout(self._timeout(len(body or b""))):
             return await self._transport.request(method, url, headers, body)
 
-    async def wait_after(self, answer: Answer, attempt: int) -> None:
+    async def wait_after(self, answer: Answer) -> None:
         """After a failed request: wait until it is worth trying again, or give up.
 
-        The caller asks the server what it holds before it sends again.
+        The caller asks the server what it holds before it sends again. Failures are counted
+        here, for the whole contribution, from the last byte the server confirmed: one chunk
+        that keeps failing makes every chunk wait, as they share the link.
         """
         if answer is PAUSED:
             return  # the next request waits for resume(); nothing failed
@@ -232,8 +311,13 @@ class Link:
             self._failing_since = None  # offline time is not the repository's failure
             return
         delay = _retry_after(answer)
+        if delay is None and self._at_once > 0 and _cut(answer):
+            self._at_once -= 1
+            await asyncio.sleep(0)  # the link worked a moment ago: ask again now
+            return
         if delay is None:
-            delay = self.retry.delay(attempt, self._jitter())
+            delay = self.retry.delay(self._backoffs, self._jitter())
+            self._backoffs += 1
         self._tell(True, delay)
         try:
             await self._sleep(delay)
@@ -263,6 +347,12 @@ class Link:
     def _tell(self, waiting: bool, seconds: float | None) -> None:
         if self._on_wait is not None:
             self._on_wait(waiting, seconds)
+
+
+def _cut(answer: Answer) -> bool:
+    """The link broke under a request (or its remains still hold the server), rather than
+    the server saying it is unwell."""
+    return answer is NETWORK or isinstance(answer, Response) and answer.status in AT_ONCE_STATUSES
 
 
 def _retry_after(answer: Answer) -> float | None:
@@ -295,10 +385,6 @@ class Server:
         return "concatenation" in self.extensions
 
     @property
-    def with_upload(self) -> bool:
-        return "creation-with-upload" in self.extensions
-
-    @property
     def sha256(self) -> bool:
         return "checksum" in self.extensions and "sha256" in self.checksums
 
@@ -310,7 +396,6 @@ def _names(value: str | None) -> frozenset[str]:
 async def discover(link: Link, endpoint: str) -> Server:
     """Ask the server what it offers. One that does not answer OPTIONS is taken as core tus
     with creation: the single-upload way, which asks nothing more of it."""
-    attempt = 0
     while True:
         answer = await link.request("OPTIONS", endpoint, {"Tus-Resumable": TUS_VERSION})
         if isinstance(answer, Response) and answer.status not in RETRY_STATUSES:
@@ -324,10 +409,9 @@ async def discover(link: Link, endpoint: str) -> Server:
                 int(size) if size.isdigit() else None,
             )
         try:
-            await link.wait_after(answer, attempt)
+            await link.wait_after(answer)
         except UploadError:
             raise UploadError(UNREACHABLE) from None
-        attempt += 1
 
 
 @dataclass(frozen=True)
@@ -366,8 +450,12 @@ class PartialState(enum.Enum):
 
 class Partial:
     """One sealed chunk as a partial upload (tus concatenation): `store()` it, then name it in
-    `concatenate`. A partial whose creation answer was lost cannot be asked about (no
-    Location), so a new one is made; the server expires the orphan."""
+    `concatenate`.
+
+    The partial is created empty, so its URL is known before any of its bytes travel, and
+    the chunk follows in pieces (`Link.piece`), each confirmed on its own: after a cut, HEAD
+    says how far the server got, and only the rest is sent. An empty creation whose answer
+    was lost costs nothing but a new one; the server expires the orphan."""
 
     def __init__(self, index: int, data: bytes | None, url: str | None = None,
                  checksum: bytes | None = None):
@@ -385,17 +473,17 @@ class Partial:
         data = self.data
         if data is None or self.length is None:
             raise RuntimeError("nothing to store")
-        attempt = conflicts = 0
+        conflicts = 0
         ask = self.url is not None  # interrupted before (paused): ask first
         while self.state is not PartialState.COMPLETE:
             if self.url is None:
-                answer = await self._create(link, target, data)
+                headers = target.headers(**{"Upload-Concat": "partial", "Upload-Length": str(self.length)})
+                answer = await link.request("POST", target.endpoint, headers)
                 if isinstance(answer, Response) and answer.status == 201 and "location" in answer.headers:
                     self.url = target.resolve(answer.headers["location"])
                     self.state = PartialState.STORING
-                    sent = len(data) if target.server.with_upload else 0
-                    self._confirm(link, _offset(answer, default=sent))
-                    attempt, ask = 0, False
+                    self._confirm(link, _offset(answer, default=0))
+                    ask = False  # it holds what it says: nothing yet
                     continue
             elif ask:
                 answer = await link.request("HEAD", self.url, target.headers())
@@ -406,13 +494,14 @@ class Partial:
                     ask = False
                     continue
             else:
-                body = data[self.offset:]
-                self.sent += len(body)
-                headers = target.body_headers(self.offset, body, self._checksum if not self.offset else None)
-                answer = await link.request("PATCH", self.url, headers, body)
+                piece = data[self.offset:self.offset + link.piece()]
+                whole = len(piece) == self.length
+                headers = target.body_headers(self.offset, piece, self._checksum if whole else None)
+                self.sent += len(piece)
+                answer = await link.request("PATCH", self.url, headers, piece)
                 if isinstance(answer, Response) and answer.status == 204:
                     self._confirm(link, _offset(answer))
-                    attempt = conflicts = 0
+                    conflicts = 0
                     continue
                 if isinstance(answer, Response) and answer.status == 409 and not conflicts:
                     conflicts += 1  # we are wrong about the offset: ask, at once
@@ -424,20 +513,9 @@ class Partial:
                 continue
             if isinstance(answer, Response) and answer.status not in RETRY_STATUSES | {409}:
                 raise refused(answer, "store the upload")
-            await link.wait_after(answer, attempt)
-            if answer is not PAUSED:
-                attempt += 1
+            await link.wait_after(answer)
             ask = self.url is not None
         self.data = None
-
-    async def _create(self, link: Link, target: Target, data: bytes) -> Answer:
-        headers = target.headers(**{"Upload-Concat": "partial", "Upload-Length": str(len(data))})
-        if not target.server.with_upload:
-            return await link.request("POST", target.endpoint, headers)
-        headers.update(target.body_headers(0, data, self._checksum))
-        del headers["Upload-Offset"]  # a creation carries its length, not an offset
-        self.sent += len(data)
-        return await link.request("POST", target.endpoint, headers, data)
 
     def _confirm(self, link: Link, offset: int) -> None:
         assert self.length is not None
@@ -466,7 +544,6 @@ async def concatenate(link: Link, target: Target, urls: list[str]) -> str:
     """Join the partials into the final upload; returns its URL. A lost answer is asked
     again with the same list: the server answers with the same final upload."""
     headers = target.headers(**{"Upload-Concat": concat_header(target, urls)})
-    attempt = 0
     while True:
         answer = await link.request("POST", target.endpoint, headers)
         if isinstance(answer, Response):
@@ -477,14 +554,11 @@ async def concatenate(link: Link, target: Target, urls: list[str]) -> str:
                 raise PartsGone("The repository no longer holds part of this upload.")
             if answer.status not in RETRY_STATUSES:
                 raise refused(answer, "finish the upload")
-        await link.wait_after(answer, attempt)
-        if answer is not PAUSED:
-            attempt += 1
+        await link.wait_after(answer)
 
 
 async def probe(link: Link, target: Target, url: str) -> tuple[int, int | None] | None:
     """(offset, length) of an upload the server holds for us, or None when it is gone."""
-    attempt = 0
     while True:
         answer = await link.request("HEAD", url, target.headers())
         if isinstance(answer, Response):
@@ -495,9 +569,7 @@ async def probe(link: Link, target: Target, url: str) -> tuple[int, int | None] 
                 return None
             if answer.status not in RETRY_STATUSES:
                 raise refused(answer, "resume the upload")
-        await link.wait_after(answer, attempt)
-        if answer is not PAUSED:
-            attempt += 1
+        await link.wait_after(answer)
 
 
 async def terminate(link: Link, target: Target, url: str, attempts: int = 3) -> bool:
@@ -525,7 +597,9 @@ class State(enum.Enum):
 
 class Upload:
     """One resumable upload holding the whole stream (servers without concatenation):
-    `create`, then `append` each chunk, the last with final=True."""
+    `create`, then `append` each chunk, the last with final=True. Each chunk goes in pieces,
+    as a partial's does; the total length is declared by the first piece of the last chunk
+    (a server such as @tus/server refuses to be told twice)."""
 
     def __init__(self, link: Link, target: Target):
         self._link = link
@@ -533,6 +607,7 @@ class Upload:
         self.state = State.NEW
         self.url: str | None = None
         self.offset = 0  # bytes the server has confirmed it holds
+        self.length: int | None = None  # the total, once the server knows it
         self.sent = 0  # body bytes handed to the network
 
     @property
@@ -542,7 +617,6 @@ class Upload:
     async def create(self) -> None:
         if self.state is not State.NEW:
             raise RuntimeError(f"cannot create an upload that is {self.state.value}")
-        attempt = 0
         while True:
             answer = await self._link.request(
                 "POST", self._target.endpoint, self._target.headers(**{"Upload-Defer-Length": "1"})
@@ -552,10 +626,9 @@ class Upload:
                     raise self._failed(refused(answer, "start the upload"))
                 break
             try:
-                await self._link.wait_after(answer, attempt)
+                await self._link.wait_after(answer)
             except UploadError:
                 raise self._failed(UploadError(UNREACHABLE)) from None
-            attempt += 1
         self._link.progressed()
         self.url = self._target.resolve(answer.headers["location"])
         self.state = State.CREATED
@@ -565,39 +638,31 @@ class Upload:
         if self.state is not State.CREATED or self.url is None:
             raise RuntimeError(f"cannot append to an upload that is {self.state.value}")
         start, end = self.offset, self.offset + len(data)
-        attempt = conflicts = 0
+        conflicts = 0
         ask = False
         try:
             while self.offset < end:
                 if ask:
                     answer = await self._link.request("HEAD", self.url, self._target.headers())
                     if isinstance(answer, Response) and answer.status == 200:
-                        confirmed = _offset(answer)
-                        if not start <= confirmed <= end:
-                            raise UploadError(
-                                "The repository lost part of the upload that it had already "
-                                f"confirmed (it holds {confirmed} bytes, expected at least {start})."
-                            )
-                        if confirmed > self.offset:
-                            self._link.progressed()  # the answer was lost, the bytes were not
-                        self.offset = confirmed
+                        self._confirm(_offset(answer), start, end)
+                        if answer.headers.get("upload-length", "").isdigit():
+                            self.length = int(answer.headers["upload-length"])  # declared by a cut piece
                         ask = False
                         continue
                 else:
-                    body = data[self.offset - start:]
-                    headers = self._target.body_headers(self.offset, body)
-                    if final:
+                    piece = data[self.offset - start:self.offset - start + self._link.piece()]
+                    headers = self._target.body_headers(self.offset, piece)
+                    declares = final and self.length is None
+                    if declares:
                         headers["Upload-Length"] = str(end)
-                    self.sent += len(body)
-                    answer = await self._link.request("PATCH", self.url, headers, body)
+                    self.sent += len(piece)
+                    answer = await self._link.request("PATCH", self.url, headers, piece)
                     if isinstance(answer, Response) and answer.status == 204:
-                        confirmed = _offset(answer)
-                        if not self.offset <= confirmed <= end:
-                            raise UploadError(f"The repository confirmed an impossible offset ({confirmed}).")
-                        if confirmed > self.offset:
-                            self._link.progressed()
-                            attempt = conflicts = 0
-                        self.offset = confirmed
+                        if declares:
+                            self.length = end
+                        self._confirm(_offset(answer), self.offset, end)
+                        conflicts = 0
                         continue
                     if isinstance(answer, Response) and answer.status == 409 and not conflicts:
                         conflicts += 1
@@ -607,14 +672,25 @@ class Upload:
                     raise PartsGone("The repository no longer holds this upload.")
                 if isinstance(answer, Response) and answer.status not in RETRY_STATUSES | {409}:
                     raise refused(answer, "store the upload")
-                await self._link.wait_after(answer, attempt)
-                if answer is not PAUSED:
-                    attempt += 1
+                await self._link.wait_after(answer)
                 ask = True
         except UploadError as exc:
             raise self._failed(exc) from None
         if final:
             self.state = State.DONE
+
+    def _confirm(self, offset: int, least: int, end: int) -> None:
+        """The server holds `offset` bytes: never fewer than `least` (it confirmed those)."""
+        if offset < least:
+            raise UploadError(
+                "The repository lost part of the upload that it had already "
+                f"confirmed (it holds {offset} bytes, expected at least {least})."
+            )
+        if offset > end:
+            raise UploadError(f"The repository confirmed an impossible offset ({offset}).")
+        if offset > self.offset:
+            self._link.progressed()  # a HEAD after a lost answer: the bytes were not lost
+        self.offset = offset
 
     async def terminate(self) -> None:
         """Ask the server to delete what it holds (the patient cancelled)."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from playwright.sync_api import Page, Request
+from playwright.sync_api import Browser, Page, Request
+
+from pcir_upload.repository.receive.ledger import entries
+from pcir_upload.repository.unpack import unpack_all
+from support import files_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "dist"
@@ -47,6 +51,41 @@ def to_review(page: Page, discs: int = 1) -> None:
     assert page.is_hidden("#error"), page.inner_text("#error")
     page.click("#choose-continue")
     page.wait_for_selector("#step-review:not([hidden])")
+
+
+def begin(browser: Browser, url: str, disc: Path) -> Page:
+    """A new page on `url`, through the terms, `disc` chosen and scanned: at the review."""
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "leave this page?" while sending
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    page.click("#start")
+    if page.is_visible("#step-terms"):
+        agree(page)
+    page.set_input_files("#folder-input", disc)
+    to_review(page)
+    return page
+
+
+def finished(page: Page, timeout: float = 180) -> str:
+    """The receipt code, once the page is done (within `timeout` s of now)."""
+    page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=timeout * 1000)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    return page.inner_text("#receipt-code")
+
+
+def arrived(data: Path, keys, tmp_path: Path, disc: Path, code: str) -> dict:
+    """Unpack what the receiver holds: exactly the contribution of receipt `code`, `disc`
+    byte for byte in it. Returns its manifest."""
+    reports: list[str] = []
+    out = tmp_path / "out"
+    assert unpack_all(data, keys.private, out, reports.append), reports
+    assert len(reports) == 1 and code in reports[0], reports
+    (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert files_of(contribution / "files" / "disc-1") == files_of(disc)
+    # One complete upload, and nothing half-sent left behind but what will expire.
+    assert [e.state for e in entries(data)].count("complete") == 1
+    return json.loads((contribution / "manifest.json").read_text())
 
 
 def worker_holds(page: Page) -> dict:

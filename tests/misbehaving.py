@@ -12,6 +12,9 @@ Client n says `X-Forwarded-For: 203.0.113.n`, so a receiver that trusts 127.0.0.
 sees fifty clients; one that does not sees one.
 
     python tests/misbehaving.py URL SECONDS     # prints what the receiver answered, as JSON
+
+SIGTERM ends it early, with the same summary. Tests run it with `Misbehaving(url, seconds)`,
+against a receiver started with `UNDER_LOAD`.
 """
 
 from __future__ import annotations
@@ -20,13 +23,21 @@ import asyncio
 import base64
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
+from types import TracebackType
 from urllib.parse import urlsplit
 
 MIX = {"junk": 12, "delete": 10, "idle": 10, "slowloris": 8, "stall": 6, "heads": 4}
 TUS = "Tus-Resumable: 1.0.0\r\n"
+# `pcir-upload serve`'s options for a test under this load: the forwarded addresses believed
+# (fifty clients, not one), and timeouts short enough to act within the test.
+UNDER_LOAD = ("--trusted-proxy", "127.0.0.1", "--client-uploads", "8",
+              "--idle-timeout", "5", "--header-timeout", "5", "--body-timeout", "5")
 
 
 def secret() -> str:
@@ -167,9 +178,53 @@ class Load:
         return summary
 
 
+class Misbehaving:
+    """This script in a process of its own, against `url` for at most `seconds`:
+
+        with Misbehaving(server.url, 30) as load:
+            ...                      # the fifty misbehave meanwhile
+            load.running()           # not yet stopped by itself
+            summary = load.stop()    # what the receiver answered them (stops them first)
+    """
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.command = [sys.executable, str(Path(__file__).resolve()), url, str(seconds)]
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Misbehaving:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, text=True)
+        return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait(self, timeout: float) -> dict[str, dict[str, float]]:
+        """Their summary once they stop by themselves."""
+        assert self.process is not None
+        return json.loads(self.process.communicate(timeout=timeout)[0])
+
+    def stop(self, timeout: float = 45) -> dict[str, dict[str, float]]:
+        """Stop them now; their summary."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        if self.running():
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait()
+
+
+async def _until_stopped(load: Load) -> dict[str, dict[str, float]]:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: setattr(load, "until", 0.0))
+    return await load.run()
+
+
 def main(argv: list[str]) -> int:
     url, seconds = argv[0], float(argv[1])
-    print(json.dumps(asyncio.run(Load(url, seconds).run()), indent=1))
+    print(json.dumps(asyncio.run(_until_stopped(Load(url, seconds))), indent=1))
     return 0
 
 

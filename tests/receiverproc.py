@@ -9,6 +9,7 @@ exactly what an operator runs (uvicorn's options from `run()`, the CLI, the log)
         server.rss()           # its resident memory, in bytes
 
 `files` runs it with that open-file limit (soft and hard, so it can't raise it).
+`serve(tmp_path, site, keys, *options)` runs one on tmp_path/"data" with the test's keys.
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from pcir_upload.repository.keys import PUBLIC_KEY_NAME
 
 READY = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
@@ -112,3 +118,15 @@ class ReceiverProcess:
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def serve(tmp_path: Path, site: Path, keys: Any, *options: str, files: int | None = None) -> Iterator[ReceiverProcess]:
+    """`pcir-upload serve *options` on tmp_path/"data", serving `site`, with the public key of
+    `keys` (conftest's fixture)."""
+    process = ReceiverProcess(tmp_path / "data", site, keys.folder / PUBLIC_KEY_NAME, *options, files=files)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

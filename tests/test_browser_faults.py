@@ -14,13 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
-from browsing import DIST, agree, assert_nothing_held, to_review
+from browsing import DIST, agree, arrived, assert_nothing_held, begin, finished, to_review
 from faultproxy import FaultProxy
 from pcir_upload.repository.receive.ledger import entries
 from pcir_upload.repository.receive.store import completed_uploads
-from pcir_upload.repository.unpack import unpack_all
 from receiverproc import ReceiverProcess
 from support import files_of, receiver
 
@@ -56,19 +55,6 @@ def proxied(tmp_path: Path, keys) -> Iterator[tuple[str, Path, FaultProxy]]:
         yield proxy.url, data, proxy
 
 
-def begin(browser: Browser, url: str, disc: Path) -> Page:
-    page = browser.new_page()
-    page.on("dialog", lambda dialog: dialog.accept())  # "leave this page?" while sending
-    page.goto(url + "/")
-    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
-    page.click("#start")
-    if page.is_visible("#step-terms"):
-        agree(page)
-    page.set_input_files("#folder-input", disc)
-    to_review(page)
-    return page
-
-
 def progress(page: Page) -> float:
     return page.evaluate("document.getElementById('progress').value")
 
@@ -78,24 +64,6 @@ def wait_until(condition, timeout: float = 60, what: str = "") -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
-
-
-def finished(page: Page) -> str:
-    page.wait_for_selector("#step-done:not([hidden]), #error:not([hidden])", timeout=180_000)
-    assert page.is_hidden("#error"), page.inner_text("#error")
-    return page.inner_text("#receipt-code")
-
-
-def arrived(data: Path, keys, tmp_path: Path, disc: Path, code: str) -> dict:
-    reports: list[str] = []
-    out = tmp_path / "out"
-    assert unpack_all(data, keys.private, out, reports.append), reports
-    assert len(reports) == 1 and code in reports[0], reports
-    (contribution,) = [p for p in out.iterdir() if not p.name.startswith(".")]
-    assert files_of(contribution / "files" / "disc-1") == files_of(disc)
-    # One complete upload, and nothing half-sent left behind but what will expire.
-    assert [e.state for e in entries(data)].count("complete") == 1
-    return json.loads((contribution / "manifest.json").read_text())
 
 
 def uploaded_bytes(proxy: FaultProxy) -> int:

@@ -11,12 +11,9 @@ import os
 import select
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,18 +22,17 @@ import pytest
 
 from conftest import Keys
 from contributing import QUICK, CountingTransport, arrived_intact, finish, make_disc, prepare
-from pcir_upload.repository.keys import PUBLIC_KEY_NAME
 from pcir_upload.repository.receive import admission as admission_module
 from pcir_upload.repository.receive import store as store_module
 from pcir_upload.repository.receive.limits import Limits, MiB
 from pcir_upload.repository.receive.store import UploadStore, secret_owner
+from misbehaving import UNDER_LOAD, Misbehaving
 from misbehaving import secret as new_secret
-from receiverproc import ReceiverProcess
+from receiverproc import serve
 from support import FolderDisc, make_uploads, receiver
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -45,16 +41,6 @@ def site(tmp_path: Path) -> Path:
     site.mkdir()
     (site / "index.html").write_text("<!doctype html><title>Contribute</title>")
     return site
-
-
-@contextmanager
-def serve(tmp_path: Path, site: Path, keys: Keys, *options: str, files: int | None = None) -> Iterator[ReceiverProcess]:
-    process = ReceiverProcess(tmp_path / "data", site, keys.folder / PUBLIC_KEY_NAME, *options, files=files)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def eventually(check: Callable[[], bool], timeout: float = 15) -> None:
@@ -414,35 +400,26 @@ def test_a_contribution_finishes_while_fifty_clients_misbehave(tmp_path: Path, s
     fifty clients misbehave toward at the same time (tests/misbehaving.py): it finishes, unpacks
     byte-identical, and its requests are answered about as fast as when alone."""
     folder = make_disc(tmp_path / "disc")
-    options = ("--trusted-proxy", "127.0.0.1", "--client-uploads", "8",
-               "--idle-timeout", "5", "--header-timeout", "5", "--body-timeout", "5")
-    with serve(tmp_path, site, keys, *options) as server:
-        load = subprocess.Popen([sys.executable, str(HERE / "misbehaving.py"), server.url, "30"],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            time.sleep(3)  # let them get going
-            probes: list[float] = []
+    with serve(tmp_path, site, keys, *UNDER_LOAD) as server, Misbehaving(server.url, 30) as load:
+        time.sleep(3)  # let them get going
+        probes: list[float] = []
 
-            async def contribute() -> object:
-                run = prepare(server.url + "/files/", FolderDisc(folder), keys, transport=Forwarded(), retry=QUICK)
-                task = asyncio.ensure_future(finish(run))
-                async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-                    while not task.done():
-                        start = time.monotonic()
-                        r = await client.options("/files/", headers={**TUS, "X-Forwarded-For": "198.51.100.8"})
-                        assert r.status_code == 204
-                        probes.append(time.monotonic() - start)
-                        await asyncio.sleep(0.05)
-                return await task
+        async def contribute() -> object:
+            run = prepare(server.url + "/files/", FolderDisc(folder), keys, transport=Forwarded(), retry=QUICK)
+            task = asyncio.ensure_future(finish(run))
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                while not task.done():
+                    start = time.monotonic()
+                    r = await client.options("/files/", headers={**TUS, "X-Forwarded-For": "198.51.100.8"})
+                    assert r.status_code == 204
+                    probes.append(time.monotonic() - start)
+                    await asyncio.sleep(0.05)
+            return await task
 
-            started = time.monotonic()
-            run = asyncio.run(contribute())
-            took = time.monotonic() - started
-            summary = json.loads(load.communicate(timeout=45)[0])
-        finally:
-            if load.poll() is None:
-                load.kill()
-                load.wait()
+        started = time.monotonic()
+        run = asyncio.run(contribute())
+        took = time.monotonic() - started
+        summary = load.wait(timeout=45)
     arrived_intact(tmp_path / "data", keys, tmp_path / "out", run, folder)  # type: ignore[arg-type]
     answers = [s.end - s.start for s in run.transport.sent if s.method != "PATCH"]  # type: ignore[attr-defined]
     for name, values in (("probe", probes), ("contribution", answers)):

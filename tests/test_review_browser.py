@@ -1,6 +1,7 @@
 """The review page in Chromium, as an operator works it, by keyboard: log in, open a contribution
 with burned-in text and documents, blank one more box, accept, black out the patient's name on
-a letter's page, accept it, reject a file with a reason, release; axe-core finds nothing on any view, and a screenshot of each is kept.
+a letter's page, accept it, reject a file with a reason, release; axe-core finds nothing on any
+view, and a screenshot of each is kept.
 
 Screenshots go to tests/artifacts/screenshots, or to $PCIR_SCREENSHOTS (the README's come from
 `PCIR_SCREENSHOTS=docs/screenshots`).

@@ -282,11 +282,11 @@ async def boxes(request: Request, session: Session, form: dict[str, str]) -> Res
     if what == IMAGE:
         box["frame"] = -1
     drawn = [*state.boxes, box]
-    try:
+    try:  # on the event loop, not a thread: the boxes read above are still the file's when the line is appended
         if what == IMAGE:
-            await run_in_threadpool(reclean, review.out, summary.cid, entry, drawn)
+            reclean(review.out, summary.cid, entry, drawn)
         else:
-            await run_in_threadpool(check_redaction, review.out, entry, box)
+            check_redaction(review.out, entry, box)
     except ValueError as exc:
         return _show(request, session, str(exc), 400)
     review.log.append(session.operator, decisions.BOXES if what == IMAGE else decisions.REDACT, summary.cid, why,

@@ -20,10 +20,11 @@ from pcir_upload.repository.review.app import app
 from reviewing import CID, MARK, reviewed_contribution
 
 SECRET = "correct horse battery staple"
+NAME_ON_LETTER = (80, 270, 1000, 70)  # x, y, w, h on the letter's rendered page: "Patient: John Doe, born …"
 ROUTES = [  # every route, with a real contribution and real file numbers
     ("GET", "/"), ("GET", "/?page=2&sort=id"), ("GET", f"/c/{CID}"), ("GET", f"/c/{CID}/image/0.png"),
     ("GET", f"/c/{CID}/strip/0.png"), ("GET", f"/c/{CID}/page/2/0.png"), ("GET", f"/c/{CID}/page/3/0.png"),
-    ("POST", f"/c/{CID}/file/0/boxes"), ("POST", f"/c/{CID}/file/0/accept"), ("POST", f"/c/{CID}/file/3/reject"),
+    ("POST", f"/c/{CID}/file/0/boxes"), ("POST", f"/c/{CID}/file/2/boxes"), ("POST", f"/c/{CID}/file/0/accept"), ("POST", f"/c/{CID}/file/3/reject"),
     ("POST", f"/c/{CID}/reject"), ("POST", f"/c/{CID}/release"), ("POST", "/logout"),
     ("GET", "/no/such/page"), ("GET", "/c/unknown"), ("DELETE", "/"),
 ]
@@ -55,7 +56,8 @@ def test_without_a_session_nothing_is_served(out: Path, method: str, path: str) 
     for cookies in ({}, {"pcir_review": "forged-session-id"}):
         client.cookies.clear()
         client.cookies.update(cookies)
-        response = client.request(method, path, data={"csrf": "x", "why": "x", "x": "1", "y": "1", "w": "1", "h": "1"})
+        response = client.request(method, path, data={"csrf": "x", "why": "x", "page": "1", "x": "1", "y": "1", "w": "1",
+                                                      "h": "1"})
         assert response.status_code in (303, 401, 403), (method, path, response.status_code)
         assert response.content == b"", (method, path)
         if response.status_code == 303:
@@ -104,6 +106,8 @@ def test_forms_without_the_csrf_token_are_refused(out: Path) -> None:
     for token in ("", "not-the-token"):
         response = client.post(f"/c/{CID}/file/3/reject", data={"csrf": token, "why": "face"})
         assert response.status_code == 403
+        redaction = {"csrf": token, "why": "the name", **dict(zip(("page", "x", "y", "w", "h"), (1, *NAME_ON_LETTER)))}
+        assert client.post(f"/c/{CID}/file/2/boxes", data=redaction).status_code == 403
     assert not (out / "decisions.jsonl").exists()
 
 
@@ -236,3 +240,59 @@ def test_the_thumbnail_is_windowed_and_the_boxes_are_drawn(out: Path) -> None:
     assert grey.shape == (240, 320) and grey.max() > 200 and grey.min() < 30
     letter = Image.open(BytesIO(client.get(f"/c/{CID}/page/2/0.png").content))
     assert letter.size == (1240, 1754)  # A-ish page at 72 dpi x 2, rendered by PDFium
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    from io import BytesIO
+
+    from PIL import Image
+    return np.asarray(Image.open(BytesIO(data)).convert("RGB"))
+
+
+def test_a_redaction_is_logged_shown_and_released_black(out: Path) -> None:
+    client, csrf = logged_in(out)
+    before = png_pixels(client.get(f"/c/{CID}/page/2/0.png").content)
+    x, y, w, h = NAME_ON_LETTER
+    assert (before[y:y + h, x:x + w] < 100).any()  # the patient's name is there to redact
+    redaction = {"csrf": csrf, "page": 1, "x": x, "y": y, "w": w, "h": h, "why": "the patient's name and birth date"}
+    assert client.post(f"/c/{CID}/file/2/boxes", data=redaction).status_code == 303
+    entry = json.loads((out / "decisions.jsonl").read_text())
+    assert (entry["action"], entry["file"], entry["operator"], entry["why"]) == (
+        "redact", "letter.pdf", "Ada Lovelace", "the patient's name and birth date")
+    assert entry["boxes"] == [{"page": 1, "x": x, "y": y, "w": w, "h": h}] and entry["at"]
+    shown = png_pixels(client.get(f"/c/{CID}/page/2/0.png").content)
+    assert (shown[y:y + h, x:x + w] == 0).all()
+    assert "blacked out by the operator: 1." in client.get(f"/c/{CID}").text
+    for url, why in ((f"/c/{CID}/file/2/accept", "the name is blacked out"), (f"/c/{CID}/release", "reviewed")):
+        assert client.post(url, data={"csrf": csrf, "why": why}).status_code == 303
+    pages = sorted((out / "released").glob("*/documents/*/page-*.png"))
+    assert len(pages) == 1
+    released = png_pixels(pages[0].read_bytes())
+    assert (released[y:y + h, x:x + w] == 0).all()  # the pixels under the box are gone
+    outside = np.ones(before.shape[:2], dtype=bool)
+    outside[y:y + h, x:x + w] = False
+    assert released.shape == before.shape and (released[outside] == before[outside]).all()
+
+
+def test_a_redaction_after_accepting_needs_accepting_again(out: Path) -> None:
+    client, csrf = logged_in(out)
+    assert client.post(f"/c/{CID}/file/2/accept", data={"csrf": csrf, "why": "looked fine"}).status_code == 303
+    x, y, w, h = NAME_ON_LETTER
+    redaction = {"csrf": csrf, "page": 1, "x": x, "y": y, "w": w, "h": h, "why": "missed the name"}
+    assert client.post(f"/c/{CID}/file/2/boxes", data=redaction).status_code == 303
+    assert client.post(f"/c/{CID}/release", data={"csrf": csrf, "why": "x"}).status_code == 409
+    assert 'action="/c/' + CID + '/file/2/accept"' in client.get(f"/c/{CID}").text
+    assert client.post(f"/c/{CID}/file/2/accept", data={"csrf": csrf, "why": "redacted now"}).status_code == 303
+    assert client.post(f"/c/{CID}/release", data={"csrf": csrf, "why": "reviewed"}).status_code == 303
+    entries = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in entries] == ["accept", "redact", "accept", "release"]
+
+
+def test_a_redaction_off_the_page_is_refused(out: Path) -> None:
+    client, csrf = logged_in(out)
+    for page, x in ((2, 0), (0, 0), (1, 1200)):
+        data = {"csrf": csrf, "page": page, "x": x, "y": 0, "w": 100, "h": 10, "why": "x"}
+        response = client.post(f"/c/{CID}/file/2/boxes", data=data)
+        assert response.status_code == 400 and ("not inside the page" in response.text or "not in the document" in response.text)
+    assert client.post(f"/c/{CID}/file/2/boxes", data={"csrf": csrf, "x": 0, "y": 0, "w": 1, "h": 1, "why": "x"}).status_code == 400
+    assert not (out / "decisions.jsonl").exists()

@@ -1,6 +1,7 @@
 """The review page in Chromium, as an operator works it, by keyboard: log in, open a contribution
-with burned-in text and documents, blank one more box, accept, reject a file with a reason,
-release; axe-core finds nothing on any view, and a screenshot of each is kept.
+with burned-in text and documents, blank one more box, accept, black out the patient's name on
+a letter's page, accept it, reject a file with a reason, release; axe-core finds nothing on any
+view, and a screenshot of each is kept.
 
 Screenshots go to tests/artifacts/screenshots, or to $PCIR_SCREENSHOTS (the README's come from
 `PCIR_SCREENSHOTS=docs/screenshots`).
@@ -24,7 +25,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from browsing import CHROMIUM, CHROMIUM_ARGS, ROOT
 from reviewing import CID, MARK, reviewed_contribution
 from test_accessibility import SHOTS, tab_to, violations
-from test_review import check_released
+from test_review import NAME_ON_LETTER, check_released, png_pixels
 
 PASSWORD = "operator-password-for-tests"
 
@@ -117,7 +118,17 @@ def test_an_operator_reviews_and_releases_by_keyboard(chromium: Browser, served:
     assert page.locator('rect[stroke="#40a0ff"]').count() == 1
     view(page, "box")
     submit_with(page, "#accept-0-why")  # the reason is filled in; the operator may change it
-    submit_with(page, "#accept-2-why", "the letter's pages: checked")
+    page.focus("main")
+    for name, value in zip(("page", "x", "y", "w", "h"), (1, *NAME_ON_LETTER)):
+        tab_to(page, f"#redact-2-{name}", 80)
+        page.keyboard.press("Control+A")
+        page.keyboard.type(str(value))
+    submit_with(page, "#redact-2-why", "the patient's name and birth date")
+    assert "blacked out by the operator: 1." in page.locator("section:has(#file-2) figcaption").inner_text()
+    page.wait_for_function("() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)")
+    page.locator("section:has(#file-2) img.page").scroll_into_view_if_needed()
+    view(page, "redaction")
+    submit_with(page, "#accept-2-why", "the letter's pages: checked, the name blacked out")
     submit_with(page, "#reject-3-why", "a photo of the patient's face")
     assert "rejected" in page.locator("#file-3 ~ p.state, section:has(#file-3) p.state").first.inner_text()
     submit_with(page, "#release-why", "reviewed and released")
@@ -128,7 +139,10 @@ def test_an_operator_reviews_and_releases_by_keyboard(chromium: Browser, served:
     check_released(out / "released")
     entries = [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
     assert [(e["action"], e.get("file")) for e in entries] == [
-        ("boxes", "DISC/US0001"), ("accept", "DISC/US0001"), ("accept", "letter.pdf"), ("reject", "photo.jpg"),
-        ("release", None)]
+        ("boxes", "DISC/US0001"), ("accept", "DISC/US0001"), ("redact", "letter.pdf"), ("accept", "letter.pdf"),
+        ("reject", "photo.jpg"), ("release", None)]
     assert {e["operator"] for e in entries} == {"Grace Hopper"}
-    assert entries[3]["why"] == "a photo of the patient's face"
+    assert entries[4]["why"] == "a photo of the patient's face"
+    x, y, w, h = NAME_ON_LETTER
+    [letter] = (out / "released").glob("*/documents/*/page-001.png")
+    assert (png_pixels(letter.read_bytes())[y:y + h, x:x + w] == 0).all()

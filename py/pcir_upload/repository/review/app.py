@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from pcir_upload.repository.review import decisions, pages, render, views
 from pcir_upload.repository.review.identity import UNKNOWN, Verdict, compare, person_strings
 from pcir_upload.repository.review.auth import COOKIE, IDLE, Session, Sessions, csrf_ok
-from pcir_upload.repository.review.cleaning import current_path, reclean
+from pcir_upload.repository.review.cleaning import check_redaction, current_path, reclean, redacted_page
 from pcir_upload.repository.review.decisions import Log
 from pcir_upload.repository.review.index import DOCUMENT, IMAGE, Index, Summary, kind, load_report
 from pcir_upload.repository.review.release import NotCleaned, refresh, release_document, release_image
@@ -218,9 +218,11 @@ async def page(request: Request, session: Session, form: dict[str, str]) -> Resp
     shown = _shown(request, DOCUMENT)
     if shown is None:
         return Response(status_code=404, headers=HEADERS)
-    entry = shown[1]
-    try:
-        return _png(await run_in_threadpool(render.page_png, review.out / entry["to"], request.path_params["page"]))
+    summary, entry = shown
+    state = review.log.contribution(summary.cid).files.get(entry["path"])
+    try:  # as it will be released: the redactions black, never the page under them
+        return _png(await run_in_threadpool(redacted_page, review.out, entry, request.path_params["page"],
+                                            state.boxes if state else []))
     except (IndexError, OSError):
         return Response(status_code=404, headers=HEADERS)
 
@@ -257,30 +259,38 @@ async def decide(request: Request, session: Session, form: dict[str, str]) -> Re
 
 @guarded
 async def boxes(request: Request, session: Session, form: dict[str, str]) -> Response:
-    """The operator's box joins the image's boxes, and the image is cleaned again with them all."""
+    """The operator's box joins the file's boxes: an image is cleaned again with them all, a
+    document's pages are from then on shown and released with them black."""
     review: Review = request.app.state.review
     found = _contribution(request)
     entry = _entry(found[1], request) if found else None
-    if found is None or entry is None or kind(found[0].cid, entry) != IMAGE:
+    what = kind(found[0].cid, entry) if found and entry else None
+    if found is None or entry is None or what not in (IMAGE, DOCUMENT):
         return Response(status_code=404, headers=HEADERS)
     summary = found[0]
     why = form.get("why", "").strip()
+    names = ("page", "x", "y", "w", "h") if what == DOCUMENT else ("x", "y", "w", "h")
     try:
-        box = {name: int(form.get(name, "")) for name in ("x", "y", "w", "h")}
+        box = {name: int(form.get(name, "")) for name in names}
     except ValueError:
-        return _show(request, session, "x, y, width and height must be whole numbers of pixels.", 400)
+        return _show(request, session, f"{', '.join(names)} must be whole numbers.", 400)
     if not why:
         return _show(request, session, "Say why: every decision is recorded with its reason.", 400)
     state = review.log.contribution(summary.cid).file(entry["path"])
     if state.released_to or state.decision == decisions.REJECT or review.log.contribution(summary.cid).rejected:
-        return _show(request, session, "That image is no longer waiting for a decision.", 409)
-    box["frame"] = -1
+        return _show(request, session, "That file is no longer waiting for a decision.", 409)
+    if what == IMAGE:
+        box["frame"] = -1
     drawn = [*state.boxes, box]
-    try:
-        reclean(review.out, summary.cid, entry, drawn)
+    try:  # on the event loop, not a thread: the boxes read above are still the file's when the line is appended
+        if what == IMAGE:
+            reclean(review.out, summary.cid, entry, drawn)
+        else:
+            check_redaction(review.out, entry, box)
     except ValueError as exc:
         return _show(request, session, str(exc), 400)
-    review.log.append(session.operator, decisions.BOXES, summary.cid, why, file=entry["path"], boxes=drawn)
+    review.log.append(session.operator, decisions.BOXES if what == IMAGE else decisions.REDACT, summary.cid, why,
+                      file=entry["path"], boxes=drawn)
     return _back(summary.cid, request.path_params["n"])
 
 
@@ -320,7 +330,8 @@ async def release(request: Request, session: Session, form: dict[str, str]) -> R
                 if kind(summary.cid, entry) == IMAGE:
                     released[entry["path"]] = [release_image(review.out, summary.cid, summary.subject, entry, file_state.boxes)]
                 elif kind(summary.cid, entry) == DOCUMENT:
-                    released[entry["path"]] = release_document(review.out, summary.cid, summary.subject, entry)
+                    released[entry["path"]] = release_document(review.out, summary.cid, summary.subject, entry,
+                                                                file_state.boxes)
         except NotCleaned as exc:
             return _show(request, session, str(exc), 409)
         finally:

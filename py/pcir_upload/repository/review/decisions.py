@@ -20,9 +20,10 @@ LOG_NAME = "decisions.jsonl"
 ACCEPT = "accept"  # an image as cleaned, or a document as shown
 REJECT = "reject"  # one file: it is never released
 BOXES = "boxes"  # blanking boxes drawn by the operator, and the image cleaned again
+REDACT = "redact"  # boxes on a document's pages, black in what is shown and released
 REJECT_CONTRIBUTION = "reject-contribution"
 RELEASE = "release"
-ACTIONS = (ACCEPT, REJECT, BOXES, REJECT_CONTRIBUTION, RELEASE)
+ACTIONS = (ACCEPT, REJECT, BOXES, REDACT, REJECT_CONTRIBUTION, RELEASE)
 
 
 @dataclass
@@ -30,7 +31,9 @@ class FileState:
     """What was decided about one file waiting in review."""
 
     decision: str | None = None  # ACCEPT or REJECT
-    boxes: list[dict[str, int]] = field(default_factory=list)  # the operator's, in pixel coordinates
+    # The operator's, in pixel coordinates: an image's blanking boxes, or a document's
+    # redactions, each with the page it is on (from 1, as the page shows it).
+    boxes: list[dict[str, int]] = field(default_factory=list)
     released_to: list[str] = field(default_factory=list)
 
 
@@ -96,9 +99,9 @@ class Log:
         action = entry["action"]
         if action in (ACCEPT, REJECT):
             state.file(entry["file"]).decision = action
-        elif action == BOXES:
+        elif action in (BOXES, REDACT):
             state.file(entry["file"]).boxes = list(entry["boxes"])
-            state.file(entry["file"]).decision = None  # a changed image needs a new look
+            state.file(entry["file"]).decision = None  # a changed image or document needs a new look
         elif action == REJECT_CONTRIBUTION:
             state.rejected = entry["why"]
         elif action == RELEASE:

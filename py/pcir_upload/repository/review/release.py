@@ -23,7 +23,7 @@ import pydicom
 from pydicom.fileset import FileInstance, FileSet
 
 from pcir_upload.repository.review import render
-from pcir_upload.repository.review.cleaning import current_path
+from pcir_upload.repository.review.cleaning import current_path, redacted_page
 
 FILE_SET = "DICOM"
 MANIFEST_FIELDS = ["path", "kind", "subject", "study", "series", "instance", "sop_class", "modality",
@@ -47,8 +47,9 @@ def release_image(out: Path, cid: str, subject: str, entry: dict[str, Any], boxe
     return relative.as_posix()
 
 
-def release_document(out: Path, cid: str, subject: str, entry: dict[str, Any]) -> list[str]:
-    """A document leaves as its rendered pages only: no text layer, metadata or scripts."""
+def release_document(out: Path, cid: str, subject: str, entry: dict[str, Any], boxes: list[dict[str, int]]) -> list[str]:
+    """A document leaves as its rendered pages only (no text layer, metadata or scripts), each
+    redaction filled black in the pixels themselves: nothing under it is left to uncover."""
     source = out / entry["to"]
     name = hashlib.sha256(f"{cid}/{entry['path']}".encode()).hexdigest()[:16]
     folder = Path("released", subject, "documents", name)
@@ -57,7 +58,7 @@ def release_document(out: Path, cid: str, subject: str, entry: dict[str, Any]) -
     for number in range(render.page_count(source)):
         relative = folder / f"page-{number + 1:03d}.png"
         partial = out / relative.with_name(relative.name + ".partial")
-        partial.write_bytes(render.page_png(source, number))
+        partial.write_bytes(redacted_page(out, entry, number, boxes))
         os.replace(partial, out / relative)
         written.append(relative.as_posix())
     return written

@@ -144,6 +144,23 @@ def _page(path: Path, mtime: float, number: int) -> bytes:
     return _png(image.convert("RGB"))
 
 
+def page_size(path: Path, number: int) -> tuple[int, int]:
+    """(width, height) of a page as rendered: the coordinates the operator's redactions are given in."""
+    with Image.open(io.BytesIO(page_png(path, number))) as picture:
+        return picture.size
+
+
+def blacked(png: bytes, boxes: list[tuple[int, int, int, int]]) -> bytes:
+    """The picture with each (x, y, w, h) filled black: the pixels under it are gone, not covered."""
+    if not boxes:
+        return png
+    with Image.open(io.BytesIO(png)) as picture:
+        pixels = np.array(picture.convert("RGB"))
+    for x, y, w, h in boxes:
+        pixels[y:y + h, x:x + w] = 0
+    return _png(Image.fromarray(pixels))
+
+
 def page_png(path: Path, number: int) -> bytes:
     """One page of a PDF rendered by PDFium, or the picture itself, as pixels only."""
     if not 0 <= number < page_count(path):

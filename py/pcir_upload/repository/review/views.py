@@ -107,22 +107,37 @@ def _image(out: Path, cid: str, n: int, entry: dict[str, Any], boxes: list[dict[
     # Adjusting starts from the largest box found, or an empty one; the boxes drawn so far stay.
     seed = max(found, key=lambda b: b.width * b.height, default=None)
     x, y, w, h = (seed.left, seed.top, seed.width, seed.height) if seed else ("", "", "", "")
-    idp = f"box-{n}"
-    boxes_form = (f'<form method="post" action="/c/{u(cid)}/file/{n}/boxes"><fieldset><legend>Blank a box '
-                  f'(pixels of the image; the margin is added) and clean the image again</legend>{hidden(csrf)}'
-                  f'{field("x", "x", x, idp=idp)}{field("y", "y", y, idp=idp)}{field("w", "width", w, idp=idp)}'
-                  f'{field("h", "height", h, idp=idp)}{field("why", "Why", "", "text", idp)}'
-                  f'<button type="submit">Blank and clean again</button></fieldset></form>')
+    boxes_form = _box_form(f"/c/{u(cid)}/file/{n}/boxes", csrf, f"box-{n}", "Blank a box (pixels of the image; "
+                           "the margin is added) and clean the image again", "Blank and clean again", (x, y, w, h))
     return picture + table + (boxes_form if editable else "")
 
 
-def _document(cid: str, n: int, entry: dict[str, Any], out: Path) -> str:
+def _box_form(url: str, csrf: str, idp: str, legend: str, button: str, box: tuple[object, ...], page: str = "") -> str:
+    """One more box for a file, in its pixels: an image's blanking or a document's redaction."""
+    x, y, w, h = box
+    return (f'<form method="post" action="{url}"><fieldset><legend>{legend}</legend>{hidden(csrf)}{page}'
+            f'{field("x", "x", x, idp=idp)}{field("y", "y", y, idp=idp)}{field("w", "width", w, idp=idp)}'
+            f'{field("h", "height", h, idp=idp)}{field("why", "Why", "", "text", idp)}'
+            f'<button type="submit">{e(button)}</button></fieldset></form>')
+
+
+def _document(cid: str, n: int, entry: dict[str, Any], out: Path, boxes: list[dict[str, int]], csrf: str,
+              editable: bool) -> str:
+    """The pages as they would be released (redactions black), and the form that adds one."""
     try:
         count = render.page_count(out / entry["to"])
+        sizes = [render.page_size(out / entry["to"], p) for p in range(count)]
     except Exception as exc:  # noqa: BLE001 - shown, so that it can be rejected
         return f'<p class="error">The document cannot be shown: {e(type(exc).__name__)}: {e(exc)}</p>'
-    return "".join(f'<img class="page" src="/c/{u(cid)}/page/{n}/{p}.png" alt="Page {p + 1} of {count} of {e(entry["path"])}">'
-                   for p in range(count))
+    pages = "".join(
+        f'<figure><img class="page" src="/c/{u(cid)}/page/{n}/{p}.png" alt="Page {p + 1} of {count} of {e(entry["path"])}">'
+        f'<figcaption>Page {p + 1} of {count}, {width} × {height} pixels; blacked out by the operator: '
+        f'{sum(1 for b in boxes if b["page"] == p + 1)}.</figcaption></figure>' for p, (width, height) in enumerate(sizes))
+    idp = f"redact-{n}"
+    form = _box_form(f"/c/{u(cid)}/file/{n}/boxes", csrf, idp, "Redact a box on a page (pixels of the page as shown; "
+                     "exactly the box is blacked out, in what is shown and released)", "Black out",
+                     ("", "", "", ""), field("page", "page", 1, idp=idp))
+    return pages + (form if editable else "")
 
 
 def _identities(documents: list[dict[str, Any]], verdicts: dict[str, Verdict] | None) -> str:
@@ -193,10 +208,11 @@ def contribution(out: Path, summary: Summary, report: dict[str, Any], state: Con
                                            "looked at every frame shown: no identifying text left",
                                            why_label="Why it may be released"))
         elif what == DOCUMENT:
-            section.append(_document(cid, n, entry, out))
+            section.append(_document(cid, n, entry, out, file_state.boxes if file_state else [], csrf,
+                                     decided != REJECT and not state.rejected))
             if decided is None and not problem and not state.rejected:
-                section.append('<p>Accepting releases the rendered pages only (no text layer, no metadata). '
-                               'Redacting parts of a page is not built: reject a document that identifies the patient.</p>')
+                section.append('<p>Accepting releases the rendered pages only, as shown here (no text layer, no '
+                               'metadata, every redaction black); a redaction after accepting needs accepting again.</p>')
                 section.append(action_form(f"/c/{u(cid)}/file/{n}/accept", csrf, "Accept the pages", f"accept-{n}",
                                            "nothing on the pages identifies the patient",
                                            why_label="Why it may be released"))

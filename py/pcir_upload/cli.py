@@ -77,9 +77,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         body_timeout=args.body_timeout, max_connections=cap, head_memory=args.head_memory,
         backlog=accept_backlog(cap, files),
     )
-    print(f"Serving the contribution page on http://{args.host}:{args.port}/ (data in {args.data.resolve()})")
+    if args.store is not None:
+        try:
+            from pcir_upload.repository.receive.s3store import S3Location
+
+            S3Location.parse(args.store)
+        except ValueError as exc:
+            print(f"pcir-upload serve: --store: {exc}", file=sys.stderr)
+            return 1
+        if args.redis is None:
+            print("pcir-upload serve: --store s3://... needs --redis (the receivers' shared state)", file=sys.stderr)
+            return 1
+    where = args.store or f"data in {args.data.resolve()}"
+    print(f"Serving the contribution page on http://{args.host}:{args.port}/ ({where})")
     run(args.data, site, keys.classical, keys.hybrid, args.host, args.port, args.allow_origin,
-        limits=_limits(args), connections=connections, trusted_proxies=args.trusted_proxy)
+        limits=_limits(args), connections=connections, trusted_proxies=args.trusted_proxy,
+        store_url=args.store, s3_endpoint=args.s3_endpoint, redis_url=args.redis)
     return 0
 
 
@@ -153,6 +166,15 @@ def _serve_limits(p: argparse.ArgumentParser) -> None:
     on the internet)."""
     limits, conn = Limits(), ConnectionLimits()
     store = p.add_argument_group("storage", "sizes take K, M, G, T (binary): 500G")
+    store.add_argument("--store", metavar="s3://BUCKET/PREFIX",
+                       help="keep uploads on an S3-compatible object store instead of DATA/uploads, so "
+                       "several receivers can serve one contribution (credentials from AWS_ACCESS_KEY_ID, "
+                       "AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION; docs/SCALING.md)")
+    store.add_argument("--s3-endpoint", metavar="URL", default=os.environ.get("AWS_ENDPOINT_URL"),
+                       help="the object store's S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    store.add_argument("--redis", metavar="URL", default=os.environ.get("PCIR_REDIS_URL"),
+                       help="redis://host:port/db where receivers on one --store share who is writing "
+                       "what (default: $PCIR_REDIS_URL)")
     store.add_argument("--quota", type=_size, default=limits.quota, metavar="SIZE",
                        help="bytes all uploads may hold together, declared lengths counted from "
                        f"creation (default: {format_size(limits.quota)}); past it, 507")

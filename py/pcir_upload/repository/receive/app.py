@@ -33,7 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pcir_upload.repository.receive.connections import ConnectionGuard, ConnectionLimits, guarded_protocol
 from pcir_upload.repository.receive.limits import Limits
-from pcir_upload.repository.receive.store import MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE, UploadStore
+from pcir_upload.repository.receive.store import MAX_CONTRIBUTION_SIZE, MAX_UPLOAD_SIZE
+from pcir_upload.repository.receive.stores import open_store
 from pcir_upload.repository.receive.tus import TUS_VERSION, authority, TusEndpoint
 
 UPLOAD_ENDPOINT = "/files/"
@@ -312,8 +313,12 @@ def create_app(
     limits: Limits = Limits(),
     expire_every: float = EXPIRE_EVERY,
     allowed_origins: Iterable[str] = (),
+    store_url: str | None = None,
+    s3_endpoint: str | None = None,
+    redis_url: str | None = None,
 ) -> Starlette:
-    """The receiver: uploads land in `data_dir`, sealed by the page to `public_key_raw` (X25519)
+    """The receiver: uploads land in `data_dir` (or, with `store_url` s3://bucket/prefix, on
+    that object store at `s3_endpoint`, shared with other receivers through `redis_url`), sealed by the page to `public_key_raw` (X25519)
     or, where the browser has ML-KEM, to `hybrid_public_key` (X-Wing, 1,216 bytes).
 
     What anyone may hold, and how long uploads are kept, is `limits`; uploads whose time ran
@@ -337,8 +342,9 @@ def create_app(
     async def api_config(request: Request) -> Response:
         return JSONResponse(config, headers={"Cache-Control": "no-store"})
 
-    store = UploadStore(
-        data_dir, max_size=max_upload_size, max_contribution_size=max_contribution_size, limits=limits,
+    store = open_store(
+        data_dir, store_url, s3_endpoint=s3_endpoint, redis_url=redis_url,
+        max_size=max_upload_size, max_contribution_size=max_contribution_size, limits=limits,
     )
 
     async def expire_forever() -> None:
@@ -413,11 +419,15 @@ def run(
     limits: Limits = Limits(),
     connections: ConnectionLimits = ConnectionLimits(),
     trusted_proxies: Iterable[str] = (),
+    store_url: str | None = None,
+    s3_endpoint: str | None = None,
+    redis_url: str | None = None,
 ) -> None:
     """Serve until interrupted. Uvicorn streams request bodies, so large PATCHes are never buffered."""
     app = create_app(
         data_dir, site_dir, public_key_raw, hybrid_public_key=hybrid_public_key,
         allowed_origins=allowed_origins, limits=limits,
+        store_url=store_url, s3_endpoint=s3_endpoint, redis_url=redis_url,
     )
     options = uvicorn_options(connections, trusted_proxies)
     uvicorn.run(app, host=host, port=port, log_level="info", **options)  # type: ignore[arg-type]

@@ -121,7 +121,7 @@ class Upload:
     offset: int
     created: str
     completed: str | None
-    data_path: Path
+    data_path: Path  # on an object store (s3store.py): None, the bytes are an object
     concat: str | None = None  # "partial", "final", or None for a plain upload
     parts: tuple[str, ...] = ()
     owner: str | None = None
@@ -393,6 +393,14 @@ class UploadStore:
         if removed is not None and removed <= time.time() and upload_id not in self._busy:
             raise UploadGone(upload_id)
         return upload
+
+    async def lookup(self, upload_id: str, owner: str | None = None) -> Upload:
+        """find(), as the store interface has it (an object store's is a request away)."""
+        return self.find(upload_id, owner)
+
+    async def current(self, upload_id: str) -> Upload | None:
+        """get(), as the store interface has it."""
+        return self.get(upload_id)
 
     async def offset(self, upload: Upload) -> int:
         """The offset a client may rely on: while a PATCH runs, only what is fsynced."""

@@ -1,4 +1,4 @@
-"""tus 1.0.0 over an UploadStore: core, creation, creation-with-upload, creation-defer-length,
+"""tus 1.0.0 over a store (a local folder or an object store, stores.py): core, creation, creation-with-upload, creation-defer-length,
 termination, checksum (sha256), expiration and concatenation.
 
 Resumable uploads because a disc of images over a home connection takes long
@@ -39,10 +39,10 @@ from pcir_upload.repository.receive.store import (
     UploadBusy,
     UploadGone,
     UploadNotFound,
-    UploadStore,
     UploadTooLarge,
     secret_owner,
 )
+from pcir_upload.repository.receive.stores import Store
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = (
@@ -150,7 +150,7 @@ def _part_ids(value: str, request: Request) -> list[str]:
 class TusEndpoint:
     """The tus routes; mount them where the client's `upload_endpoint` points."""
 
-    def __init__(self, store: UploadStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.routes = [
             Route("/", self.collection, methods=["OPTIONS", "POST", "DELETE"]),
@@ -259,7 +259,7 @@ class TusEndpoint:
 
     async def head(self, request: Request) -> Response:
         upload_id = request.path_params["upload_id"]
-        upload = self.store.find(upload_id, _owner(request))
+        upload = await self.store.lookup(upload_id, _owner(request))
         headers = {"Upload-Offset": str(await self.store.offset(upload)), **self._expiry(upload)}
         if upload.length is None:
             headers["Upload-Defer-Length"] = "1"
@@ -288,7 +288,7 @@ class TusEndpoint:
             )
         except ClientDisconnect:
             return tus_response(400)  # nobody is listening; what arrived is kept (unless checksummed)
-        return tus_response(204, {"Upload-Offset": str(end), **self._expiry(self.store.get(upload_id))})
+        return tus_response(204, {"Upload-Offset": str(end), **self._expiry(await self.store.current(upload_id))})
 
     async def delete(self, request: Request) -> Response:
         await self.store.delete(request.path_params["upload_id"], _owner(request))

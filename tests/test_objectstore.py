@@ -15,12 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from botocore.exceptions import ClientError
 
 from objectstore import Swift
 from pcir_upload.repository.receive.limits import Limits
 from pcir_upload.repository.receive.s3keys import completed_info_key, completed_key
-from pcir_upload.repository.receive.s3store import MIN_PART, PIECE
+from pcir_upload.repository.receive.s3store import MIN_PART, PIECE, plan_parts
 from support import receiver
 
 MiB = 1024 * 1024
@@ -181,3 +183,14 @@ def test_expiry_on_the_store(tmp_path: Path, swift: Swift, redis_server, bucket:
             time.sleep(0.3)
         assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
         assert httpx.head(a + done.headers["Location"], headers=TUS).status_code == 404
+
+
+@given(st.lists(st.integers(0, PIECE), max_size=40))
+def test_parts_cover_the_pieces_in_order_and_only_the_last_is_short(sizes: list[int]) -> None:
+    pieces = [(f"p{n}", size) for n, size in enumerate(sizes)]
+    parts = plan_parts(pieces)
+    covered = [(k, a, b) for part in parts for k, a, b, _ in part]
+    assert covered == [(k, 0, size) for k, size in pieces if size]
+    lengths = [sum(b - a for _, a, b, _ in part) for part in parts]
+    assert all(MIN_PART <= n <= MIN_PART + PIECE for n in lengths[:-1])
+    assert all(whole == (len(part) == 1) for part in parts for *_, whole in part if len(part) == 1 or not whole)

@@ -31,6 +31,7 @@ import json
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -72,6 +73,7 @@ PIECE = 8 * 1024 * 1024  # what a request's bytes are stored in; what is lost if
 MIN_PART = 5 * 1024 * 1024  # S3's smallest part but the last
 LEASE = 10.0  # seconds a dead receiver keeps an upload busy
 RENEW_EVERY = LEASE / 3
+JOIN_AT_ONCE = 8  # parts copied at once when an upload is joined
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,11 @@ class S3UploadStore:
         for key in keys:
             self.s3.delete_object(Bucket=self.bucket, Key=key)
 
+    def _states(self, upload_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Many unfinished uploads' states (a final names thousands), a few requests at a time."""
+        with ThreadPoolExecutor(JOIN_AT_ONCE) as pool:
+            return list(pool.map(lambda u: self._get_json(self._state_key(u)), upload_ids))
+
     def _read(self, upload_id: str) -> dict[str, Any] | None:
         """The unfinished upload's state, else the completed upload's info, else None."""
         state = self._get_json(self._state_key(upload_id))
@@ -245,38 +252,29 @@ class S3UploadStore:
 
     def _join(self, pieces: Sequence[tuple[str, int]], key: str) -> None:
         """One object of the pieces' bytes, in order, by a multipart upload (see the docstring
-        at the top for how pieces map onto parts)."""
-        total = sum(size for _, size in pieces)
-        if total == 0:
+        at the top for how pieces map onto parts); the parts are made JOIN_AT_ONCE at a time."""
+        plan = plan_parts(pieces)
+        if not plan:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=b"")
             return
         mpu = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        parts: list[dict[str, Any]] = []
-        buffer = bytearray()
 
-        def add(**source: Any) -> None:
-            number = len(parts) + 1
+        def make(number: int, segments: list[tuple[str, int, int, bool]]) -> dict[str, Any]:
             common = dict(Bucket=self.bucket, Key=key, UploadId=mpu, PartNumber=number)
-            if "Body" in source:
-                etag = self.s3.upload_part(**common, **source)["ETag"]
+            if len(segments) == 1 and segments[0][3]:  # one whole piece: copied by the store
+                result = self.s3.upload_part_copy(**common, CopySource={"Bucket": self.bucket, "Key": segments[0][0]})
+                etag = result["CopyPartResult"]["ETag"]
             else:
-                etag = self.s3.upload_part_copy(**common, **source)["CopyPartResult"]["ETag"]
-            parts.append({"PartNumber": number, "ETag": etag})
+                body = b"".join(
+                    self.s3.get_object(Bucket=self.bucket, Key=k, Range=f"bytes={a}-{b - 1}")["Body"].read()
+                    for k, a, b, _ in segments
+                )
+                etag = self.s3.upload_part(**common, Body=body)["ETag"]
+            return {"PartNumber": number, "ETag": etag}
 
         try:
-            done = 0
-            for piece_key, size in pieces:
-                if size == 0:
-                    continue
-                done += size
-                last = done == total
-                if buffer or (size < MIN_PART and not last):
-                    buffer += self.s3.get_object(Bucket=self.bucket, Key=piece_key)["Body"].read()
-                    if len(buffer) >= MIN_PART or last:
-                        add(Body=bytes(buffer))
-                        buffer.clear()
-                else:
-                    add(CopySource={"Bucket": self.bucket, "Key": piece_key})
+            with ThreadPoolExecutor(JOIN_AT_ONCE) as pool:
+                parts = list(pool.map(make, range(1, len(plan) + 1), plan))
             self.s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=mpu, MultipartUpload={"Parts": parts}
             )
@@ -523,9 +521,7 @@ class S3UploadStore:
             done = await self._retried_final(part_ids, owner)  # made while we waited for the leases
             if done is not None:
                 return done
-            states = await anyio.to_thread.run_sync(
-                lambda: [self._get_json(self._state_key(p)) for p in part_ids]
-            )
+            states = await anyio.to_thread.run_sync(self._states, part_ids)
             parts = [self._ready_part(p, s, owner) for p, s in zip(part_ids, states)]
             total = sum(p.offset for p in parts)
             if length is not None and length != total:
@@ -692,6 +688,30 @@ class S3UploadStore:
                 obj = next(o for o in self._list(key) if o["Key"] == key)
                 if obj["LastModified"].timestamp() < old:
                     self._delete([key])
+
+
+def plan_parts(pieces: Sequence[tuple[str, int]]) -> list[list[tuple[str, int, int, bool]]]:
+    """The parts of a multipart upload of `pieces`, each a list of (key, start, end, whole)
+    byte ranges: a piece of at least MIN_PART on its own (whole: UploadPartCopy), the last
+    piece too, and shorter ones merged with what follows them until the part reaches
+    MIN_PART. A part never exceeds MIN_PART + PIECE bytes (S3's largest is 5 GiB)."""
+    total = sum(size for _, size in pieces)
+    parts: list[list[tuple[str, int, int, bool]]] = []
+    current: list[tuple[str, int, int, bool]] = []
+    filled = done = 0
+    for key, size in pieces:
+        if size == 0:
+            continue
+        done += size
+        if not current and (size >= MIN_PART or done == total):
+            parts.append([(key, 0, size, True)])
+            continue
+        current.append((key, 0, size, False))
+        filled += size
+        if filled >= MIN_PART or done == total:
+            parts.append(current)
+            current, filled = [], 0
+    return parts
 
 
 def _entry(upload: Upload, client: str | None) -> Entry:

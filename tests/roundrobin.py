@@ -5,6 +5,8 @@ L4 load balancer with health checks does. Nothing keeps a contribution on one re
     with RoundRobin([("127.0.0.1", 8001), ("127.0.0.1", 8002)]) as balancer:
         balancer.url                       # http://127.0.0.1:<port>
         balancer.connections               # {backend: connections it was given}
+        balancer.sent_up                   # {backend: bytes the clients sent it}
+        balancer.next_to(backend)          # the next connection goes there (a node back in service)
 """
 
 from __future__ import annotations
@@ -18,15 +20,19 @@ class RoundRobin:
     def __init__(self, backends: list[tuple[str, int]]) -> None:
         self.backends = list(backends)
         self.connections: Counter[tuple[str, int]] = Counter()
+        self.sent_up: Counter[tuple[str, int]] = Counter()
         self._next = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self.url = ""
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    up: tuple[str, int] | None = None) -> None:
         try:
             while data := await reader.read(65536):
+                if up is not None:
+                    self.sent_up[up] += len(data)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -43,9 +49,12 @@ class RoundRobin:
             except OSError:
                 continue
             self.connections[backend] += 1
-            await asyncio.gather(self._pipe(client_r, up_w), self._pipe(up_r, client_w))
+            await asyncio.gather(self._pipe(client_r, up_w, backend), self._pipe(up_r, client_w))
             return
         client_w.close()
+
+    def next_to(self, backend: tuple[str, int]) -> None:
+        self._next = self.backends.index(backend)
 
     def __enter__(self) -> RoundRobin:
         self._thread.start()

@@ -59,17 +59,27 @@ def test_two_receivers_one_killed_mid_upload(browser, keys, swift, redis_server,
             page = begin(browser, link.url, disc)
             link.throttle(3_000_000)  # a home uplink, so the kill lands mid-upload
             page.click("#upload")
+            victim = servers[0]
+            to_victim = ("127.0.0.1", ports[0])
             deadline = time.monotonic() + 60
-            while progress(page) <= 0:
-                assert time.monotonic() < deadline, "no chunk confirmed"
+            # Killed while it holds a share of the upload: a chunk confirmed, and 4 MB of
+            # the contribution sent to it (the page itself is far smaller than that upwards).
+            while progress(page) <= 0 or balancer.sent_up[to_victim] < 4_000_000:
+                assert time.monotonic() < deadline, f"no upload through the first receiver: {balancer.sent_up}"
                 time.sleep(0.05)
             assert page.is_hidden("#step-done")
-            victim = servers[0]
             victim.kill()  # SIGKILL: its requests in flight break, its leases are left to expire
-            time.sleep(1)
+            link.throttle(300_000)  # slow while it is down, so it is back well before the end
             victim.start()
+            assert page.is_hidden("#step-done")
+            before = balancer.connections[to_victim], balancer.sent_up[to_victim]
+            balancer.next_to(to_victim)  # back in service: the next connection goes to it
+            link.drop_connections()
+            link.throttle(3_000_000)
             code = finished(page, timeout=120)
-            assert all(balancer.connections[("127.0.0.1", p)] > 0 for p in ports), balancer.connections
+            # Both carried the upload, the first one again after its restart.
+            assert balancer.sent_up[("127.0.0.1", ports[1])] > 1_000_000, balancer.sent_up
+            assert balancer.connections[to_victim] > before[0] and balancer.sent_up[to_victim] > before[1]
             page.close()
     finally:
         for server in servers:

@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import threading
+
 import httpx
 import pytest
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
 from botocore.exceptions import ClientError
@@ -141,23 +144,28 @@ def test_one_writer_at_a_time_across_receivers(tmp_path: Path, swift: Swift, red
     with receivers(2, tmp_path, swift, redis_server.url, bucket, keys, prefix="") as (a, b):
         url = httpx.post(a + "/files/", headers={**TUS, **who, "Upload-Length": str(len(body))}).headers["Location"]
 
+        upload_id = url.rsplit("/", 1)[1]
+        answered = threading.Event()
+
         def slow():
             yield body[:MiB]
-            time.sleep(1.5)
+            assert answered.wait(30)  # held open until the other receiver has answered
             yield body[MiB:]
-
-        import threading
 
         answers: dict[str, httpx.Response] = {}
         writer = threading.Thread(target=lambda: answers.update(
             slow=httpx.patch(a + url, headers={**CHUNK, **who, "Upload-Offset": "0"}, content=slow(), timeout=30)))
         writer.start()
-        time.sleep(0.7)
+        lease = redis.Redis.from_url(redis_server.url)
+        deadline = time.monotonic() + 20
+        while not lease.exists(f"pcir-upload:{bucket}/:lease:{upload_id}"):
+            assert time.monotonic() < deadline, "the first receiver never took the lease"
+            time.sleep(0.02)
         busy = httpx.patch(b + url, headers={**CHUNK, **who, "Upload-Offset": "0"}, content=b"x")
+        answered.set()
         writer.join()
         assert busy.status_code == 423
         assert answers["slow"].status_code == 204 and answers["slow"].headers["Upload-Offset"] == str(len(body))
-        upload_id = url.rsplit("/", 1)[1]
         s3 = swift.client()
         assert s3.get_object(Bucket=bucket, Key=completed_key("", upload_id))["Body"].read() == body
         assert json.loads(s3.get_object(Bucket=bucket, Key=completed_info_key("", upload_id))["Body"].read())["completed"]

@@ -188,8 +188,8 @@ class S3UploadStore:
         self.max_size = max_size
         self.max_contribution_size = max_contribution_size
         self.limits = limits
-        # What this receiver itself is writing: the per-client limits and the quota count per
-        # receiver (docs/SCALING.md says so).
+        # What this receiver itself is writing right now: the per-client limits and the quota
+        # count that, per receiver (docs/SCALING.md says so).
         self.index = UploadIndex()
         self.admission = _NoDisk(None, limits, self.index)  # type: ignore[arg-type]
         self.leases = _Leases(self)
@@ -355,7 +355,8 @@ class S3UploadStore:
                 with anyio.CancelScope(shield=True):
                     await redis.srem(self.rkey("owned", owner), upload_id)
             raise
-        self.index.put(upload_id, Entry(owner, client, length, end, partial, None, upload.modified))
+        # The index counts what this receiver is writing; the upload is the store's now.
+        self.index.remove(upload_id)
         log.log(logging.DEBUG if partial else logging.INFO, "%s %s created: length %s, %d bytes with it",
                 "partial upload" if partial else "upload", upload_id, length if length is not None else "deferred", end)
         if completed is not None:
@@ -678,16 +679,14 @@ class S3UploadStore:
         pieces of no upload, data without its .json, once older than `expire_after`."""
         old = now - self.limits.expire_after
         live = {o["Key"] for o in self._list(self.location.key("uploads/"))}
-        done = {o["Key"] for o in self._list(completed_prefix(self.location.prefix))}
+        done = {o["Key"]: o for o in self._list(completed_prefix(self.location.prefix))}
         for obj in self._list(self.location.key("pieces/")):
             upload_id = obj["Key"].split("/")[-2]
             if obj["LastModified"].timestamp() < old and self._state_key(upload_id) not in live:
                 self._delete([obj["Key"]])
-        for key in done:
-            if not key.endswith(".json") and key + ".json" not in done:
-                obj = next(o for o in self._list(key) if o["Key"] == key)
-                if obj["LastModified"].timestamp() < old:
-                    self._delete([key])
+        for key, obj in done.items():
+            if not key.endswith(".json") and key + ".json" not in done and obj["LastModified"].timestamp() < old:
+                self._delete([key])
 
 
 def plan_parts(pieces: Sequence[tuple[str, int]]) -> list[list[tuple[str, int, int, bool]]]:

@@ -59,14 +59,17 @@ def test_two_receivers_one_killed_mid_upload(browser, keys, swift, redis_server,
             page = begin(browser, link.url, disc)
             link.throttle(3_000_000)  # a home uplink, so the kill lands mid-upload
             page.click("#upload")
-            victim = servers[0]
-            to_victim = ("127.0.0.1", ports[0])
+            backends = [("127.0.0.1", p) for p in ports]
             deadline = time.monotonic() + 60
-            # Killed while it holds a share of the upload: a chunk confirmed, and 4 MB of
-            # the contribution sent to it (the page itself is far smaller than that upwards).
-            while progress(page) <= 0 or balancer.sent_up[to_victim] < 4_000_000:
-                assert time.monotonic() < deadline, f"no upload through the first receiver: {balancer.sent_up}"
+            # The receiver to kill is the one that holds a share of the upload: a chunk
+            # confirmed, and 4 MB of the contribution sent to it (far more than the page's own
+            # requests). Which one that is depends on how Chromium spread its connections.
+            while progress(page) <= 0 or max(balancer.sent_up[b] for b in backends) < 4_000_000:
+                assert time.monotonic() < deadline, f"no upload through the receivers: {balancer.sent_up}"
                 time.sleep(0.05)
+            to_victim = max(backends, key=lambda b: balancer.sent_up[b])
+            (to_other,) = set(backends) - {to_victim}
+            victim = servers[backends.index(to_victim)]
             assert page.is_hidden("#step-done")
             victim.kill()  # SIGKILL: its requests in flight break, its leases are left to expire
             link.throttle(300_000)  # slow while it is down, so it is back well before the end
@@ -77,8 +80,8 @@ def test_two_receivers_one_killed_mid_upload(browser, keys, swift, redis_server,
             link.drop_connections()
             link.throttle(3_000_000)
             code = finished(page, timeout=120)
-            # Both carried the upload, the first one again after its restart.
-            assert balancer.sent_up[("127.0.0.1", ports[1])] > 1_000_000, balancer.sent_up
+            # The other one carried on, and the killed one served again after its restart.
+            assert balancer.sent_up[to_other] > 200_000, balancer.sent_up  # the page itself: ~6 kB up
             assert balancer.connections[to_victim] > before[0] and balancer.sent_up[to_victim] > before[1]
             page.close()
     finally:

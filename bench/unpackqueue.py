@@ -29,11 +29,10 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "py"), str(ROOT / "tests")]
 
-from objectstore import swift  # noqa: E402
+from objectstore import Redis as RedisServer, Swift  # noqa: E402
 from pcir_upload.repository.keys import keygen, load_public_keys  # noqa: E402
 from pcir_upload.repository.receive.store import completed_uploads  # noqa: E402
 from queueing import cli, contribute_many, put_completed, start_worker  # noqa: E402
-from redisproc import redis_server  # noqa: E402
 from support import files_of  # noqa: E402
 
 BUCKET, PREFIX = "bench", "unpack"
@@ -56,7 +55,8 @@ def check(out: Path, made) -> None:
 
 def queued(workers: int, folder: Path, redis_env: dict, key: Path, ids: list[str], made) -> float:
     out = folder / f"out-{workers}"
-    with redis_server(folder / f"redis-{workers}") as redis_url:
+    with RedisServer(folder / f"redis-{workers}") as redis_server:
+        redis_url = redis_server.url
         from redis import Redis
         from rq import Worker
 
@@ -98,7 +98,8 @@ def main() -> int:
         data, made = contribute_many(folder, folder, keys, args.count, int(args.size_mib * 1024 * 1024))
         total = sum(u.length for u in completed_uploads(data))
         print(f"{args.count} contributions, {total / 1e6:.1f} MB of uploads, made in {time.monotonic() - began:.1f} s")
-        with swift(folder / "swift") as store:
+        (folder / "swift").mkdir()
+        with Swift(folder / "swift") as store:
             client = store.client()
             client.create_bucket(Bucket=BUCKET)
             began = time.monotonic()
@@ -115,7 +116,7 @@ def main() -> int:
                 raise SystemExit(local.stdout + local.stderr)
             check(folder / "out-local", made)
 
-            env = store.environment()
+            env = {**store.env, "AWS_ENDPOINT_URL": store.endpoint}
             one = queued(1, folder, env, private_path, ids, made)
             two = queued(2, folder, env, private_path, ids, made)
         figures = {"count": args.count, "upload_mb": round(total / 1e6, 1),

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from browsing import CHROMIUM, CHROMIUM_ARGS, DIST
+from objectstore import bucket, redis_server, swift  # noqa: F401  (fixtures: a real Swift and Redis)
 from pcir_upload.repository.keys import PrivateKeys, PublicKeys, keygen, load_private_keys, load_public_keys
 
 

@@ -1,137 +1,230 @@
-"""A real S3-compatible object store for the tests: OpenStack Swift with its s3api middleware,
-four servers (proxy, account, container, object) on free 127.0.0.1 ports, everything under one
-temporary folder, from .venv-swift (./dev makes it from requirements-swift.txt). Healthy in
-about 2 s, about 230 MB; stopped and reaped when the test ends.
-(The recipe of shared/notes/object-store.md.)"""
+"""A real OpenStack Swift (SAIO: one proxy, account, container and object server) with its
+s3api middleware, and a real redis-server, each on 127.0.0.1 in a temp folder, started and
+stopped by the tests (shared/notes/object-store.md's recipe, measured healthy in about 2 s).
+
+    with Swift(tmp) as swift:               # waits for /healthcheck
+        swift.client()                      # a boto3 S3 client on it (path-style, test:tester)
+        swift.endpoint, swift.env           # for `serve --s3-endpoint` and AWS_* variables
+    with Redis(tmp) as redis:
+        redis.url                           # redis://127.0.0.1:<port>/0
+
+Swift runs from its own venv (.venv-swift, requirements-swift.txt, made by ./dev test): its
+dependencies (eventlet and friends) must not move the receiver's pins. SWIFT_VENV overrides.
+Limits are raised as a 64 GiB contribution in 8 MiB pieces needs: max_upload_part_num and
+max_manifest_segments 10,000 (Swift's defaults are 1,000).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
-from redisproc import free_port
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-SWIFT_BIN = ROOT / ".venv-swift" / "bin"
+SWIFT_VENV = Path(os.environ.get("SWIFT_VENV", ROOT / ".venv-swift"))
 ACCESS_KEY, SECRET_KEY, REGION = "test:tester", "testing", "us-east-1"
-_FILTERS = {  # pipeline name: egg entry point
+SERVERS = ("account", "container", "object")
+PROXY_FILTERS = {
     "catch_errors": "catch_errors", "gatekeeper": "gatekeeper", "healthcheck": "healthcheck",
     "proxy-logging": "proxy_logging", "cache": "memcache", "listing_formats": "listing_formats",
     "s3api": "s3api", "tempauth": "tempauth", "copy": "copy", "slo": "slo", "dlo": "dlo",
 }
-_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api "
-             "tempauth copy slo dlo proxy-logging proxy-server")
+PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth "
+            "copy slo dlo proxy-logging proxy-server")
+FILTER_OPTIONS = {
+    "tempauth": f"user_test_tester = testing .admin\n",
+    "s3api": "max_upload_part_num = 10000\nmax_parts_listing = 10000\n",
+    "slo": "max_manifest_segments = 10000\n",
+}
 
 
-# `swift-ring-builder NAME.builder create 6 1 1; add r1z1-127.0.0.1:PORT/d1 1; rebalance`, per ring.
-_RINGS = """
-import sys
-from swift.common.ring import RingBuilder
-for ring in sys.argv[2:]:
-    name, port = ring.split(":")
-    builder = RingBuilder(6, 1, 1)
-    builder.add_dev({"id": 0, "region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port),
-                     "device": "d1", "weight": 1})
-    builder.rebalance()
-    builder.get_ring().save(f"{sys.argv[1]}/{name}.ring.gz")
-"""
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-@dataclass(frozen=True)
-class ObjectStore:
-    endpoint: str
-    access_key: str = ACCESS_KEY
-    secret_key: str = SECRET_KEY
-    region: str = REGION
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    processes.clear()
 
-    def environment(self) -> dict[str, str]:
-        """What a process (a receiver, a worker) needs in its environment to reach the store."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": self.region,
-                "AWS_EC2_METADATA_DISABLED": "true"}
 
-    def client(self):
+class Swift:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.port = 0
+        self.endpoint = ""
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an S3 client needs beside the endpoint, as the usual environment variables."""
+        return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION}
+
+    def client(self) -> Any:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name=self.region,
-                            config=Config(s3={"addressing_style": "path"}))
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+            region_name=REGION, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
 
+    def _configure(self) -> dict[str, Path]:
+        etc, node = self.folder / "etc", self.folder / "srv" / "node"
+        (node / "d1").mkdir(parents=True, exist_ok=True)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "swift.conf").write_text(
+            "[swift-hash]\nswift_hash_path_suffix = pcir\nswift_hash_path_prefix = pcir\n"
+            "[storage-policy:0]\nname = gold\ndefault = yes\n"
+        )
+        ports = {name: free_port() for name in SERVERS}
+        self.port = free_port()
+        confs = {}
+        for name in SERVERS:
+            confs[name] = etc / f"{name}-server.conf"
+            confs[name].write_text(
+                f"[DEFAULT]\ndevices = {node}\nmount_check = false\nbind_ip = 127.0.0.1\n"
+                f"bind_port = {ports[name]}\nworkers = 0\nswift_dir = {etc}\nlog_level = WARNING\n"
+                f"[pipeline:main]\npipeline = {name}-server\n[app:{name}-server]\nuse = egg:swift#{name}\n"
+            )
+        filters = "".join(
+            f"[filter:{name}]\nuse = egg:swift#{egg}\n{FILTER_OPTIONS.get(name, '')}"
+            for name, egg in PROXY_FILTERS.items()
+        )
+        confs["proxy"] = etc / "proxy-server.conf"
+        confs["proxy"].write_text(
+            f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {self.port}\nworkers = 0\nswift_dir = {etc}\n"
+            f"log_level = WARNING\n[pipeline:main]\npipeline = {PIPELINE}\n"
+            f"[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n{filters}"
+        )
+        # One Python for the three rings (swift-ring-builder would start nine).
+        rings = "; ".join(
+            f"b = RingBuilder(6, 1, 1); b.add_dev({{'region': 1, 'zone': 1, 'ip': '127.0.0.1', "
+            f"'port': {ports[name]}, 'device': 'd1', 'weight': 1}}); b.rebalance(); "
+            f"b.get_ring().save({str(etc / (name + '.ring.gz'))!r})"
+            for name in SERVERS
+        )
+        subprocess.run([str(SWIFT_VENV / "bin" / "python"), "-c", "from swift.common.ring import RingBuilder; " + rings],
+                       check=True, capture_output=True)
+        return confs
 
-def _conf(folder: Path, etc: Path, name: str, port: int) -> Path:
-    path = etc / f"{name}-server.conf"
-    path.write_text(
-        f"[DEFAULT]\ndevices = {folder / 'srv' / 'node'}\nmount_check = false\nbind_ip = 127.0.0.1\n"
-        f"bind_port = {port}\nworkers = 0\nswift_dir = {etc}\nlog_name = {name}\n"
-        f"[pipeline:main]\npipeline = {name}-server\n[app:{name}-server]\nuse = egg:swift#{name}\n"
-    )
-    return path
-
-
-def _proxy_conf(etc: Path, port: int) -> Path:
-    filters = "".join(f"[filter:{name}]\nuse = egg:swift#{egg}\n" for name, egg in _FILTERS.items())
-    path = etc / "proxy-server.conf"
-    path.write_text(
-        f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {port}\nworkers = 0\nswift_dir = {etc}\n"
-        f"[pipeline:main]\npipeline = {_PIPELINE}\n"
-        "[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n"
-        + filters.replace("use = egg:swift#tempauth\n", "use = egg:swift#tempauth\nuser_test_tester = testing .admin\n")
-        .replace("use = egg:swift#s3api\n", "use = egg:swift#s3api\nmax_upload_part_num = 10000\n")
-        .replace("use = egg:swift#slo\n", "use = egg:swift#slo\nmax_manifest_segments = 10000\n")
-    )
-    return path
-
-
-@contextmanager
-def swift(folder: Path) -> Iterator[ObjectStore]:
-    """Start Swift in `folder`; yields the store once its proxy's /healthcheck answers."""
-    if not (SWIFT_BIN / "swift-proxy-server").exists():
-        raise RuntimeError(f"{SWIFT_BIN} has no Swift: run ./dev test, or make .venv-swift from requirements-swift.txt")
-    etc = folder / "etc"
-    etc.mkdir(parents=True)
-    (folder / "srv" / "node" / "d1").mkdir(parents=True)
-    (etc / "swift.conf").write_text(
-        "[swift-hash]\nswift_hash_path_suffix = pcir\nswift_hash_path_prefix = pcir\n"
-        "[storage-policy:0]\nname = gold\ndefault = yes\n"
-    )
-    ports = {name: free_port() for name in ("account", "container", "object", "proxy")}
-    configs = [_conf(folder, etc, name, ports[name]) for name in ("account", "container", "object")]
-    # The three rings in one process: swift-ring-builder nine times costs seconds of imports.
-    subprocess.run([str(SWIFT_BIN / "python"), "-c", _RINGS, str(etc), *(
-        f"{name}:{ports[name]}" for name in ("account", "container", "object"))], check=True)
-    configs.append(_proxy_conf(etc, ports["proxy"]))
-    with ExitStack() as stack:
-        log = stack.enter_context(open(folder / "swift.log", "wb"))
-        for config in configs:
-            name = config.name.removesuffix("-server.conf")
-            process = subprocess.Popen([str(SWIFT_BIN / f"swift-{name}-server"), str(config)],
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            stack.callback(_stop, process)
-        endpoint = f"http://127.0.0.1:{ports['proxy']}"
-        deadline = time.monotonic() + 30
+    def start(self, timeout: float = 30) -> str:
+        if not (SWIFT_VENV / "bin" / "swift-proxy-server").exists():
+            raise RuntimeError(f"Swift is not installed in {SWIFT_VENV}: ./dev test makes it")
+        confs = self._configure()
+        log = open(self.folder / "swift.log", "ab")
+        for name in (*SERVERS, "proxy"):
+            self.processes.append(subprocess.Popen(
+                [str(SWIFT_VENV / "bin" / f"swift-{name}-server"), str(confs[name])],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            ))
+        log.close()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(endpoint + "/healthcheck", timeout=1) as answer:
-                    if answer.status == 200:
+                if httpx.get(self.endpoint + "/healthcheck", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
+                self.stop()
+                raise RuntimeError("Swift did not start:\n" + (self.folder / "swift.log").read_text()[-4000:])
+            time.sleep(0.1)
+        return self.endpoint
+
+    def stop(self) -> None:
+        _stop(self.processes)
+
+    def __enter__(self) -> Swift:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Redis:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.port = 0
+        self.url = ""
+
+    def start(self, timeout: float = 10) -> str:
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.processes.append(subprocess.Popen(
+            [server, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder),
+             "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
                         break
             except OSError:
                 pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Swift did not start: {(folder / 'swift.log').read_text()[-3000:]}")
+            if time.monotonic() > deadline or self.processes[0].poll() is not None:
+                self.stop()
+                raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
-        yield ObjectStore(endpoint)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        return self.url
+
+    def stop(self) -> None:
+        _stop(self.processes)
+
+    def __enter__(self) -> Redis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+# --- pytest fixtures (conftest.py imports them: one Swift and one Redis for the whole session)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def swift(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with Swift(tmp_path_factory.mktemp("swift")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with Redis(tmp_path_factory.mktemp("redis")) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(swift: Swift, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket for one test (S3 names: lower case, digits and '-')."""
+    import re
+
+    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + os.urandom(3).hex()
+    swift.client().create_bucket(Bucket=name)
+    return name

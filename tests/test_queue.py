@@ -1,5 +1,6 @@
-"""Unpacking as queued jobs (repository/jobs.py) on the real engines: redis-server and
-OpenStack Swift with s3api, started here; `pcir-upload enqueue` and `pcir-upload worker` run as
+"""Unpacking as queued jobs (repository/jobs.py) on the real engines: redis-server (a fresh one
+per test: the tests flush it and count its jobs) and OpenStack Swift with s3api (the session's,
+tests/objectstore.py, a bucket per test); `pcir-upload enqueue` and `pcir-upload worker` run as
 the operator runs them, in their own processes."""
 
 from __future__ import annotations
@@ -7,30 +8,19 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from redis import Redis
 from rq.job import Job
 
 from faultproxy import FaultProxy
-from objectstore import ObjectStore, swift
-from pcir_upload.repository.completed import S3Source
+from objectstore import Redis as RedisServer, Swift
+from pcir_upload.repository.completed import S3Source, s3_client
 from pcir_upload.repository.jobs import RETRIES, status
 from queueing import children, cli, contribute_many, put_completed, start_worker
-from redisproc import redis_server
 from support import files_of
 
-BUCKET, PREFIX = "pcir", "site-a"
-STORE = f"s3://{BUCKET}/{PREFIX}"
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
-    with swift(tmp_path_factory.mktemp("swift")) as running:
-        running.client().create_bucket(Bucket=BUCKET)
-        yield running
+PREFIX = "site-a"
 
 
 def wait_for(condition, seconds: float, what: str) -> None:
@@ -54,24 +44,28 @@ def stop(worker) -> None:
 
 
 def test_two_workers_unpack_twenty_contributions_from_swift_once_each_though_one_is_killed(
-    tmp_path: Path, keys, store: ObjectStore
+    tmp_path: Path, keys, swift: Swift, bucket: str
 ) -> None:
     data, made = contribute_many(tmp_path, tmp_path, keys, count=20, size=150_000)
-    ids = put_completed(data, store.client(), BUCKET, PREFIX)
+    ids = put_completed(data, swift.client(), bucket, PREFIX)
     assert len(ids) == 20
-    key, out, env = keys.folder / "private_key.pem", tmp_path / "out", store.environment()
-    with redis_server(tmp_path / "redis") as redis_url:
-        first = cli("enqueue", "--store", STORE, "--redis", redis_url, env=env)
-        again = cli("enqueue", "--store", STORE, "--redis", redis_url, env=env)
+    store = f"s3://{bucket}/{PREFIX}"
+    key, out, env = keys.folder / "private_key.pem", tmp_path / "out", {**swift.env, "AWS_ENDPOINT_URL": swift.endpoint}
+    with RedisServer(tmp_path / "redis") as redis_server:
+        redis_url = redis_server.url
+        first = cli("enqueue", "--store", store, "--redis", redis_url, env=env)
+        again = cli("enqueue", "--store", store, "--redis", redis_url, env=env)
         assert first.stdout.startswith("20 job(s) added, 0 known"), first.stdout + first.stderr
         assert again.stdout.startswith("0 job(s) added, 20 known"), again.stdout + again.stderr
 
-        # Worker a reads the store through a slow link, so its first job lasts seconds; it is
-        # killed (worker and work horse, as a machine dies) while that job runs.
-        with FaultProxy(store.endpoint) as slow:
+        # Worker a reads the store through a slow link, so its first job lasts seconds however
+        # fast the machine; it is killed (worker and work horse, as a machine dies) while that
+        # job runs. Heartbeats every 2 s: a live worker starved of CPU on a loaded machine
+        # still beats well within the 4 s after which its job counts as abandoned.
+        with FaultProxy(swift.endpoint) as slow:
             slow.throttle(50_000)
-            a = start_worker(STORE, redis_url, key, out, tmp_path / "a.log",
-                             {**env, "AWS_ENDPOINT_URL": slow.url}, "--heartbeat", "1", "--name", "a")
+            a = start_worker(store, redis_url, key, out, tmp_path / "a.log",
+                             {**env, "AWS_ENDPOINT_URL": slow.url}, "--heartbeat", "2", "--name", "a")
             b = None
             try:
                 def victim() -> str | None:
@@ -79,8 +73,8 @@ def test_two_workers_unpack_twenty_contributions_from_swift_once_each_though_one
                     taken = [p.rsplit("/", 1)[1] for p in paths if "/completed/" in p and ".json" not in p]
                     return taken[0].split("?")[0] if taken else None
 
-                wait_for(lambda: victim() is not None, 20, "worker a to start reading an upload")
-                b = start_worker(STORE, redis_url, key, out, tmp_path / "b.log", env, "--heartbeat", "1", "--name", "b")
+                wait_for(lambda: victim() is not None, 60, "worker a to start reading an upload")
+                b = start_worker(store, redis_url, key, out, tmp_path / "b.log", env, "--heartbeat", "2", "--name", "b")
                 time.sleep(0.5)
                 killed = victim()
                 horses = children(a.pid)
@@ -90,7 +84,7 @@ def test_two_workers_unpack_twenty_contributions_from_swift_once_each_though_one
                 os.kill(horses[0], signal.SIGKILL)
                 a.wait()
 
-                wait_for(lambda: all(delivered(out, i) for i in ids), 40, "every upload to be delivered")
+                wait_for(lambda: all(delivered(out, i) for i in ids), 120, "every upload to be delivered")
             finally:
                 for worker in (a, b):
                     if worker is not None and worker.poll() is None:
@@ -114,7 +108,8 @@ def test_two_workers_unpack_twenty_contributions_from_swift_once_each_though_one
 def test_jobs_over_the_data_folder_and_a_lost_queue_run_again_as_no_ops(tmp_path: Path, keys) -> None:
     data, made = contribute_many(tmp_path, tmp_path, keys, count=3, size=60_000)
     key, out = keys.folder / "private_key.pem", tmp_path / "out"
-    with redis_server(tmp_path / "redis") as redis_url:
+    with RedisServer(tmp_path / "redis") as redis_server:
+        redis_url = redis_server.url
         assert cli("enqueue", "--store", str(data), "--redis", redis_url, env={}).stdout.startswith("3 job(s) added")
         worker = cli("worker", "--store", str(data), "--redis", redis_url, "--private-key", str(key),
                      "--out", str(out), "--burst", env={})
@@ -135,22 +130,19 @@ def test_jobs_over_the_data_folder_and_a_lost_queue_run_again_as_no_ops(tmp_path
     assert local.returncode == 0 and local.stdout.count("already unpacked") == 3, local.stdout
 
 
-def test_an_object_reads_as_a_seekable_file_and_a_broken_stream_resumes(tmp_path: Path, store: ObjectStore) -> None:
+def test_an_object_reads_as_a_seekable_file_and_a_broken_stream_resumes(swift: Swift, bucket: str, monkeypatch) -> None:
+    for name, value in swift.env.items():
+        monkeypatch.setenv(name, value)
     body = os.urandom(2 * 1024 * 1024 + 17)
     upload_id = "R" * 32
-    client = store.client()
-    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/completed/{upload_id}", Body=body)
-    client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/completed/{upload_id}.json",
+    client = swift.client()
+    client.put_object(Bucket=bucket, Key=f"{PREFIX}/completed/{upload_id}", Body=body)
+    client.put_object(Bucket=bucket, Key=f"{PREFIX}/completed/{upload_id}.json",
                       Body=b'{"id": "%s", "length": %d, "created": "x", "completed": "y"}' % (upload_id.encode(), len(body)))
-    with FaultProxy(store.endpoint) as proxy:
+    with FaultProxy(swift.endpoint) as proxy:
         proxy.throttle(1_000_000)
-        import boto3
-        from botocore.config import Config
-
-        slow = boto3.client("s3", endpoint_url=proxy.url, aws_access_key_id=store.access_key,
-                            aws_secret_access_key=store.secret_key, region_name=store.region,
-                            config=Config(s3={"addressing_style": "path"}))
-        upload = S3Source(slow, BUCKET, PREFIX).get(upload_id)
+        slow = s3_client(proxy.url)
+        upload = S3Source(slow, bucket, PREFIX).get(upload_id)
         assert upload is not None and upload.size == len(body)
         with upload.open() as f:
             assert f.read(300_000) == body[:300_000]
@@ -162,4 +154,4 @@ def test_an_object_reads_as_a_seekable_file_and_a_broken_stream_resumes(tmp_path
             f.seek(5)
             assert f.read(10) == body[5:15]
             assert f.raw.gets == 4  # the stream, its resumption, and one GET per seek
-    assert S3Source(client, BUCKET, PREFIX).get("N" * 32) is None
+    assert S3Source(client, bucket, PREFIX).get("N" * 32) is None

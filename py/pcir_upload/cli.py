@@ -95,11 +95,11 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _source(command: str, store: str):
+def _source(command: str, store: str, s3_endpoint: str | None):
     from pcir_upload.repository.completed import source_for
 
     try:
-        return source_for(store)
+        return source_for(store, s3_endpoint)
     except ValueError as exc:
         print(f"pcir-upload {command}: {exc}", file=sys.stderr)
         return None
@@ -110,7 +110,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
     from pcir_upload.repository.jobs import enqueue
 
-    source = _source("enqueue", args.store)
+    source = _source("enqueue", args.store, args.s3_endpoint)
     if source is None:
         return 1
     counts = enqueue(source, Redis.from_url(args.redis))
@@ -124,7 +124,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from pcir_upload.repository.jobs import Setup, run_worker
 
-    source = _source("worker", args.store)
+    source = _source("worker", args.store, args.s3_endpoint)
     if source is None:
         return 1
     try:
@@ -274,14 +274,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
     p.set_defaults(run=cmd_unpack)
 
-    store_help = ("the receiver's data folder, or s3://BUCKET/PREFIX for an S3 store (its endpoint and "
-                  "credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)")
+    store_help = ("the receiver's data folder, or s3://BUCKET/PREFIX for an S3 store (credentials from "
+                  "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)")
+
+    def store_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", required=True, metavar="STORE", help=store_help)
+        p.add_argument("--s3-endpoint", metavar="URL", default=os.environ.get("AWS_ENDPOINT_URL"),
+                       help="the object store's S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+        p.add_argument("--redis", required=True, metavar="URL", help="the queue's Redis: redis://host:port/db")
+
     p = commands.add_parser("enqueue", help="queue one unpack job per completed upload (RQ on Redis)",
                             description="List the completed uploads of STORE and add an unpack job for each "
                             "one the queue has not seen, its id the upload id; safe to run often, from "
                             "anywhere. `pcir-upload worker` runs the jobs (docs/SCALING.md).")
-    p.add_argument("--store", required=True, metavar="STORE", help=store_help)
-    p.add_argument("--redis", required=True, metavar="URL", help="the queue's Redis: redis://host:port/db")
+    store_arguments(p)
     p.set_defaults(run=cmd_enqueue)
 
     p = commands.add_parser("worker", help="run queued unpack jobs (several may run, on several machines)",
@@ -289,8 +295,7 @@ def parser() -> argparse.ArgumentParser:
                             "into OUT, as `unpack` does: every attempt in a scratch folder of its own, moved "
                             "into place when whole. A job whose worker dies is run again by another. OUT is "
                             "shared by all workers (docs/SCALING.md). SIGTERM stops after the current job.")
-    p.add_argument("--store", required=True, metavar="STORE", help=store_help)
-    p.add_argument("--redis", required=True, metavar="URL", help="the queue's Redis: redis://host:port/db")
+    store_arguments(p)
     p.add_argument("--private-key", type=Path, required=True, metavar="FILE",
                    help=f"the repository's private key ({PRIVATE_KEY_NAME})")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")

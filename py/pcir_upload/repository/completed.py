@@ -109,23 +109,23 @@ class S3Source:
         return Completed(upload_id, size, lambda: ObjectReader.buffered(self.client, self.bucket, key, size, etag))
 
 
-def s3_client() -> Any:
-    """An S3 client configured as boto3 is everywhere: AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3)
-    for a store other than Amazon's, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_REGION;
-    path-style addressing, which every S3-compatible store serves."""
+def s3_client(endpoint: str | None = None) -> Any:
+    """boto3's S3 client at `endpoint` (None: AWS_ENDPOINT_URL, else Amazon's); credentials and
+    region from the usual AWS_* variables; path-style addressing, which every S3-compatible
+    store serves."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", config=Config(
+    return boto3.client("s3", endpoint_url=endpoint, config=Config(
         s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 5},
     ))
 
 
-def source_for(store: str) -> Source:
+def source_for(store: str, s3_endpoint: str | None = None) -> Source:
     """`s3://bucket/prefix` for an S3 store, anything else the receiver's data folder."""
     match = _S3_URL.match(store)
     if store.startswith("s3://"):
         if not match:
             raise ValueError(f"{store!r} is not s3://bucket/prefix")
-        return S3Source(s3_client(), match["bucket"], match["prefix"] or "")
+        return S3Source(s3_client(s3_endpoint), match["bucket"], match["prefix"] or "")
     return FolderSource(Path(store))

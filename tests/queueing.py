@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +68,16 @@ def contribute_many(folder: Path, site: Path, keys: Any, count: int, size: int) 
 def put_completed(data: Path, client: Any, bucket: str, prefix: str) -> list[str]:
     """Every completed upload of a local data folder into the bucket as the S3 store keeps it:
     the data object, then its info .json (whose presence means complete). Returns the ids."""
-    ids = []
-    for upload in completed_uploads(data):
+    uploads = completed_uploads(data)
+
+    def put(upload: Any) -> None:
         client.upload_file(str(upload.data_path), bucket, completed_key(prefix, upload.id))
         info = json.loads((upload.data_path.parent / "info.json").read_text())
         client.put_object(Bucket=bucket, Key=completed_info_key(prefix, upload.id), Body=json.dumps(info).encode())
-        ids.append(upload.id)
-    return ids
+
+    with ThreadPoolExecutor(8) as pool:  # Swift fsyncs every object: several at once
+        list(pool.map(put, uploads))
+    return [upload.id for upload in uploads]
 
 
 def cli(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess:

@@ -124,6 +124,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from pcir_upload.repository.jobs import Setup, run_worker
 
+    if args.heartbeat < 1:
+        print("pcir-upload worker: --heartbeat is a whole number of seconds, at least 1", file=sys.stderr)
+        return 1
     source = _source("worker", args.store, args.s3_endpoint)
     if source is None:
         return 1
@@ -301,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
     p.add_argument("--heartbeat", type=int, default=10, metavar="S",  # jobs.HEARTBEAT, unimported (rq is slow to import)
                    help="seconds between a running job's heartbeats; a job that misses two is run "
-                   f"again elsewhere (default: 10)")
+                   "again elsewhere (default: 10)")
     p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     p.add_argument("--name", help="the worker's name in Redis (default: a random one)")
     p.set_defaults(run=cmd_worker)

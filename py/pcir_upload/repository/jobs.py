@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from pcir_upload.repository.unpack import UnpackError, delivered, describe, unpa
 QUEUE = "pcir-unpack"
 RETRIES = 2  # after a worker died, or a failure (a refused upload fails the same way each time)
 HEARTBEAT = 10  # seconds
+READERS = 8  # uploads `enqueue` reads from the store at once
 # A job may take this long plus a second per 2 MB before RQ stops it: no disc unpacks slower.
 BASE_TIMEOUT, TIMEOUT_BYTES_PER_SECOND = 600, 2_000_000
 
@@ -92,11 +94,16 @@ class Enqueued:
 def enqueue(source: Source, redis: Redis) -> Enqueued:
     """One job per completed upload the queue has not seen; safe to run often and from anywhere."""
     queue, counts = Queue(QUEUE, connection=redis), Enqueued()
+    new = []
     for upload_id in source.ids():
         if Job.exists(upload_id, connection=redis):
             counts.known += 1
-            continue
-        upload = source.get(upload_id)  # by key: a listing may show what is gone
+        else:
+            new.append(upload_id)
+    # By key, as a listing may show what is gone; a few at once, as each is two round trips.
+    with ThreadPoolExecutor(READERS) as pool:
+        uploads = list(pool.map(source.get, new))
+    for upload_id, upload in zip(new, uploads):
         if upload is None:
             counts.gone += 1
             continue

@@ -177,6 +177,20 @@ def test_a_second_upload_of_the_same_contribution_id_is_refused(tmp_path, out) -
     assert (out / cid.hex() / "files" / "a").read_bytes() == b"real"
 
 
+def test_a_delivery_whose_record_was_never_written_is_recorded_by_the_next_run(tmp_path, out) -> None:
+    """An attempt that died between moving the contribution into place and recording it (a
+    queued job's worker, killed) leaves a contribution with this very manifest: it is this
+    upload's, not another's."""
+    cid = secrets.token_bytes(16)
+    data = seal_package(tmp_path, [("files/a", b"real")], manifest_for(cid, [record("a", b"real")]), cid)
+    unpack(data, out)
+    (out / ".uploads" / UPLOAD_ID).unlink()
+    again = unpack(data, out)
+    assert not again.skipped and (out / ".uploads" / UPLOAD_ID).read_text().split()[0] == cid.hex()
+    assert unpack(data, out).skipped
+    assert sorted(p.name for p in out.iterdir()) == [".uploads", cid.hex()]
+
+
 def test_a_long_unpacking_says_how_far_it_has_got(tmp_path, out, monkeypatch) -> None:
     cid = secrets.token_bytes(16)
     content = bytes(range(256)) * 4000

@@ -108,6 +108,51 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _source(command: str, store: str, s3_endpoint: str | None):
+    from pcir_upload.repository.completed import source_for
+
+    try:
+        return source_for(store, s3_endpoint)
+    except ValueError as exc:
+        print(f"pcir-upload {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    from redis import Redis
+
+    from pcir_upload.repository.jobs import enqueue
+
+    source = _source("enqueue", args.store, args.s3_endpoint)
+    if source is None:
+        return 1
+    counts = enqueue(source, Redis.from_url(args.redis))
+    print(f"{counts.added} job(s) added, {counts.known} known already"
+          + (f", {counts.gone} listed but not complete" if counts.gone else ""))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from redis import Redis
+
+    from pcir_upload.repository.jobs import Setup, run_worker
+
+    if args.heartbeat < 1:
+        print("pcir-upload worker: --heartbeat is a whole number of seconds, at least 1", file=sys.stderr)
+        return 1
+    source = _source("worker", args.store, args.s3_endpoint)
+    if source is None:
+        return 1
+    try:
+        private_keys = load_private_keys(args.private_key)
+    except (OSError, ValueError) as exc:
+        print(f"pcir-upload worker: cannot use the private key {args.private_key}: {exc}", file=sys.stderr)
+        return 1
+    run_worker(Setup(source, private_keys, args.out), Redis.from_url(args.redis),
+               heartbeat=args.heartbeat, burst=args.burst, name=args.name)
+    return 0
+
+
 def cmd_deidentify(args: argparse.Namespace) -> int:
     from pcir_upload.repository.deidentify.run import deidentify_all
     from pcir_upload.repository.deidentify.secret import SecretError, load_secret
@@ -253,6 +298,38 @@ def parser() -> argparse.ArgumentParser:
                    help=f"the repository's private key ({PRIVATE_KEY_NAME})")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
     p.set_defaults(run=cmd_unpack)
+
+    store_help = ("the receiver's data folder, or s3://BUCKET/PREFIX for an S3 store (credentials from "
+                  "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)")
+
+    def store_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", required=True, metavar="STORE", help=store_help)
+        p.add_argument("--s3-endpoint", metavar="URL", default=os.environ.get("AWS_ENDPOINT_URL"),
+                       help="the object store's S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+        p.add_argument("--redis", required=True, metavar="URL", help="the queue's Redis: redis://host:port/db")
+
+    p = commands.add_parser("enqueue", help="queue one unpack job per completed upload (RQ on Redis)",
+                            description="List the completed uploads of STORE and add an unpack job for each "
+                            "one the queue has not seen, its id the upload id; safe to run often, from "
+                            "anywhere. `pcir-upload worker` runs the jobs (docs/SCALING.md).")
+    store_arguments(p)
+    p.set_defaults(run=cmd_enqueue)
+
+    p = commands.add_parser("worker", help="run queued unpack jobs (several may run, on several machines)",
+                            description="Take unpack jobs from the queue and unpack each upload from STORE "
+                            "into OUT, as `unpack` does: every attempt in a scratch folder of its own, moved "
+                            "into place when whole. A job whose worker dies is run again by another. OUT is "
+                            "shared by all workers (docs/SCALING.md). SIGTERM stops after the current job.")
+    store_arguments(p)
+    p.add_argument("--private-key", type=Path, required=True, metavar="FILE",
+                   help=f"the repository's private key ({PRIVATE_KEY_NAME})")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S",  # jobs.HEARTBEAT, unimported (rq is slow to import)
+                   help="seconds between a running job's heartbeats; a job that misses two is run "
+                   "again elsewhere (default: 10)")
+    p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    p.add_argument("--name", help="the worker's name in Redis (default: a random one)")
+    p.set_defaults(run=cmd_worker)
 
     p = commands.add_parser("deidentify", help="de-identify unpacked contributions for release",
                             description="For every contribution in IN (as `unpack` writes them): "

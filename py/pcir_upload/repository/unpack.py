@@ -39,6 +39,7 @@ from pcir_upload.page.seal.envelope import SUITE_HYBRID, SUITE_X25519, SUITES, E
 from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from pcir_upload.page.package.ziparchive import DEFLATED, STORED
+from pcir_upload.repository.completed import Completed, local_upload
 from pcir_upload.repository.receive.store import completed_uploads
 
 OPENERS = {
@@ -424,33 +425,46 @@ def _extract(
         raise UnpackError(f"{record['path']}: its bytes do not match the manifest's SHA-256")
 
 
-def unpack_upload(
-    upload_id: str,
-    data_path: Path,
-    keys: PrivateKeys,
-    out: Path,
-    report: Callable[[str], None] = lambda line: None,
-) -> Unpacked:
-    """Unpack one completed upload into `out/<contribution id>`; skips it if done before.
-
-    What is done is recorded per upload (`out/.uploads/<upload id>`), not read from the
-    upload's clear header: anyone can seal chunks under any contribution id, so an upload
-    naming a contribution that another upload already delivered is refused, not skipped.
-    """
+def delivered(upload_id: str, out: Path) -> Unpacked | None:
+    """What this upload delivered, if its delivery record (`out/.uploads/<upload id>`) says so."""
     marker = out / ".uploads" / upload_id
     if marker.exists():
         done_id, kem = marker.read_text().split()
         if (out / done_id / MANIFEST_NAME).exists():
             suite = next(s for s in SUITES if s[0] == int(kem, 16))
             return _summary(upload_id, out / done_id, suite, skipped=True)
+    return None
 
-    work = out / f".unpacking-{upload_id}"
+
+def unpack_upload(
+    upload_id: str,
+    data: Path | Completed,
+    keys: PrivateKeys,
+    out: Path,
+    report: Callable[[str], None] = lambda line: None,
+    attempt: str = "",
+) -> Unpacked:
+    """Unpack one completed upload into `out/<contribution id>`; skips it if done before.
+
+    What is done is recorded per upload (`out/.uploads/<upload id>`), not read from the
+    upload's clear header: anyone can seal chunks under any contribution id, so an upload
+    naming a contribution that another upload already delivered is refused, not skipped.
+    `data` is the upload's file or a Completed from any source (completed.py). Each attempt
+    works in `out/.unpacking-<upload id><attempt>`: attempts that may run at once (queued jobs
+    on several machines) pass distinct `attempt`s.
+    """
+    done = delivered(upload_id, out)
+    if done is not None:
+        return done
+    upload_data = local_upload(upload_id, data) if isinstance(data, Path) else data
+
+    work = out / f".unpacking-{upload_id}{attempt}"
     shutil.rmtree(work, ignore_errors=True)
     (work / "contribution" / "files").mkdir(parents=True)
     try:
         package_path = work / "package.zip"
-        with open(data_path, "rb") as upload, open(package_path, "wb") as sink:
-            meter = _Meter(report, "opening", data_path.stat().st_size)
+        with upload_data.open() as upload, open(package_path, "wb") as sink:
+            meter = _Meter(report, "opening", upload_data.size)
             contribution_id, suite = open_envelope(_Metered(upload, meter), keys, sink)  # type: ignore[arg-type]
         with open(package_path, "rb") as package:
             check_directory(package, package_path.stat().st_size)
@@ -475,11 +489,8 @@ def unpack_upload(
                 _extract(archive, info, record, work / "contribution" / "files", meter)
         (work / "contribution" / MANIFEST_NAME).write_bytes(raw)
         final_dir = out / contribution_id.hex()
-        if final_dir.exists():
-            raise UnpackError(
-                f"contribution {contribution_id.hex()} was already delivered by another upload"
-            )
-        os.replace(work / "contribution", final_dir)
+        _move_into_place(work / "contribution", final_dir, raw)
+        marker = out / ".uploads" / upload_id
         marker.parent.mkdir(exist_ok=True)
         (work / "marker").write_text(f"{contribution_id.hex()} {suite[0]:04x}\n")
         os.replace(work / "marker", marker)
@@ -488,6 +499,28 @@ def unpack_upload(
         raise UnpackError(str(exc)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _move_into_place(contribution: Path, final_dir: Path, manifest: bytes) -> None:
+    """Rename the checked contribution into place, unless it is there already.
+
+    A contribution in place with this very manifest is this one, delivered before: its
+    manifest names every file by SHA-256. That is an attempt of this upload that stopped
+    before recording its delivery, or ran at the same time as this one, so the record is
+    written and nothing else changes. Another manifest under the same id is another upload's.
+    """
+    try:
+        os.rename(contribution, final_dir)  # refuses a non-empty final_dir; every one is
+        return
+    except OSError:
+        if not final_dir.is_dir():
+            raise
+    try:
+        same = (final_dir / MANIFEST_NAME).read_bytes() == manifest
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise UnpackError(f"contribution {final_dir.name} was already delivered by another upload")
 
 
 def _summary(
@@ -507,7 +540,7 @@ def _summary(
     )
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
     """Why an upload failed, in plain words: our checks say it, and for what no check foresaw
     (the machine's limits, or a bug of ours) the exception is named."""
     if isinstance(exc, UnpackError):
@@ -515,6 +548,14 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, MemoryError):
         return "unpacking it ran out of memory"
     return f"unpacking it failed unexpectedly ({type(exc).__name__}: {str(exc)[:200] or 'no details'})"
+
+
+def describe(result: Unpacked) -> str:
+    """One line on an unpacked upload, as `unpack` and the workers print it."""
+    verb = "already unpacked" if result.skipped else "unpacked"
+    note = f", {result.unreadable} not fully readable on the disc" if result.unreadable else ""
+    return (f"{verb:16s} {result.contribution_id} (receipt {result.code}): "
+            f"{result.files} files, {result.bytes} bytes, sealed with {result.suite}{note}")
 
 
 def unpack_all(
@@ -531,12 +572,7 @@ def unpack_all(
             result = unpack_upload(upload.id, upload.data_path, keys, out, report)
         except Exception as exc:  # one upload, whatever it did, must not stop the ones after it
             ok = False
-            report(f"FAILED  upload {upload.id}: {_reason(exc)}")
+            report(f"FAILED  upload {upload.id}: {reason(exc)}")
             continue
-        verb = "already unpacked" if result.skipped else "unpacked"
-        note = f", {result.unreadable} not fully readable on the disc" if result.unreadable else ""
-        report(
-            f"{verb:16s} {result.contribution_id} (receipt {result.code}): "
-            f"{result.files} files, {result.bytes} bytes, sealed with {result.suite}{note}"
-        )
+        report(describe(result))
     return ok

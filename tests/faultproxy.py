@@ -299,6 +299,12 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
         self._drop_all()
+        # Ending the loop with a pump still waiting destroys it mid-await (and says so): end
+        # every connection's tasks first.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self._connections.add(client_writer)

@@ -15,7 +15,8 @@ from rq.job import Job
 
 from faultproxy import FaultProxy
 from objectstore import Redis as RedisServer, Swift
-from pcir_upload.repository.completed import S3Source, s3_client
+from pcir_upload.repository.completed import S3Source
+from pcir_upload.repository.receive.s3keys import s3_client
 from pcir_upload.repository.jobs import RETRIES, status
 from queueing import children, cli, contribute_many, put_completed, start_worker
 from support import files_of

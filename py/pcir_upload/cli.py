@@ -79,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if args.store is not None:
         try:
-            from pcir_upload.repository.receive.s3store import S3Location
+            from pcir_upload.repository.receive.s3keys import S3Location
 
             S3Location.parse(args.store)
         except ValueError as exc:

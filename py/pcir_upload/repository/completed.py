@@ -10,19 +10,15 @@ the data object is whole; receive/s3keys.py), and otherwise it is None.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from pcir_upload.repository.receive.s3keys import completed_info_key, completed_key, completed_prefix
+from pcir_upload.repository.receive.s3keys import S3Location, completed_info_key, completed_key, completed_prefix, s3_client
 from pcir_upload.repository.receive.store import UPLOAD_ID, UploadStore, completed_uploads
 
 _INFO_SUFFIX = ".json"
-_S3_URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
-
-
 @dataclass(frozen=True)
 class Completed:
     """One complete upload: its bytes are read through `open()`, which may seek."""
@@ -109,23 +105,9 @@ class S3Source:
         return Completed(upload_id, size, lambda: ObjectReader.buffered(self.client, self.bucket, key, size, etag))
 
 
-def s3_client(endpoint: str | None = None) -> Any:
-    """boto3's S3 client at `endpoint` (None: AWS_ENDPOINT_URL, else Amazon's); credentials and
-    region from the usual AWS_* variables; path-style addressing, which every S3-compatible
-    store serves."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", endpoint_url=endpoint, config=Config(
-        s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 5},
-    ))
-
-
 def source_for(store: str, s3_endpoint: str | None = None) -> Source:
     """`s3://bucket/prefix` for an S3 store, anything else the receiver's data folder."""
-    match = _S3_URL.match(store)
     if store.startswith("s3://"):
-        if not match:
-            raise ValueError(f"{store!r} is not s3://bucket/prefix")
-        return S3Source(s3_client(s3_endpoint), match["bucket"], match["prefix"] or "")
+        location = S3Location.parse(store)
+        return S3Source(s3_client(s3_endpoint), location.bucket, location.prefix)
     return FolderSource(Path(store))

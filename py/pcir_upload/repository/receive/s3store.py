@@ -33,9 +33,8 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -44,7 +43,7 @@ from botocore.exceptions import ClientError
 from pcir_upload.repository.receive.admission import Admission, Refused
 from pcir_upload.repository.receive.index import Entry, UploadIndex, timestamp
 from pcir_upload.repository.receive.limits import Limits
-from pcir_upload.repository.receive.s3keys import completed_info_key, completed_key, completed_prefix
+from pcir_upload.repository.receive.s3keys import S3Location, completed_info_key, completed_key, completed_prefix
 from pcir_upload.repository.receive.store import (
     MAX_CONTRIBUTION_SIZE,
     MAX_UPLOAD_SIZE,
@@ -74,32 +73,6 @@ MIN_PART = 5 * 1024 * 1024  # S3's smallest part but the last
 LEASE = 10.0  # seconds a dead receiver keeps an upload busy
 RENEW_EVERY = LEASE / 3
 JOIN_AT_ONCE = 8  # parts copied at once when an upload is joined
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # no leading or trailing "/"; may be empty
-
-    @classmethod
-    def parse(cls, url: str) -> S3Location:
-        """s3://bucket/prefix (the prefix optional)."""
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError(f"{url!r} is not s3://bucket/prefix")
-        return cls(parts.netloc, parts.path.strip("/"))
-
-    def key(self, rest: str) -> str:
-        return f"{self.prefix}/{rest}" if self.prefix else rest
-
-
-def s3_client(endpoint: str | None) -> Any:
-    """boto3's S3 client; credentials and region from the usual AWS_* variables (or files)."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(s3={"addressing_style": "path"}, max_pool_connections=64, retries={"max_attempts": 3})
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
 
 
 def _missing(exc: ClientError) -> bool:

@@ -48,7 +48,8 @@ def open_store(
     (at `s3_endpoint`, credentials from AWS_*), with its receivers' shared state at `redis_url`."""
     if store_url is None:
         return UploadStore(data_dir, max_size, max_contribution_size=max_contribution_size, limits=limits)
-    from pcir_upload.repository.receive.s3store import S3Location, S3UploadStore, s3_client
+    from pcir_upload.repository.receive.s3keys import S3Location, s3_client
+    from pcir_upload.repository.receive.s3store import S3UploadStore
 
     location = S3Location.parse(store_url)
     if redis_url is None:

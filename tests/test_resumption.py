@@ -174,7 +174,7 @@ def test_the_record_of_a_dvd_stays_small() -> None:
     record = Record(
         os.urandom(16), new_secret(), "2026-12-01T09:41:07Z", endpoint, "ab" * 16, 8 * 1024 * 1024,
         os.urandom(16), disc_fingerprint(b"salt", [DiscFile("a", 1)]),
-        levels=[(0, 1), (500, 2), (900, 3), (1400, 2)], leveled=2000, prefix_sha256="cd" * 32,
+        levels=[(0, 4), (500, 2), (900, 3), (1400, 2)], leveled=2000, prefix_sha256="cd" * 32,
         prefix=[endpoint + os.urandom(24).hex()[:32] for _ in range(n - 1)],
         others=[Other(n - 1, endpoint + "x" * 32, "ef" * 32, True)],
     )
@@ -186,14 +186,14 @@ def test_the_record_of_a_dvd_stays_small() -> None:
 def test_records_this_code_did_not_write_are_refused() -> None:
     good = Record(
         os.urandom(16), new_secret(), "2026-12-01T09:41:07Z", "http://h/files/", "ab" * 16,
-        65536, os.urandom(16), "hmac", levels=[(0, 1), (3, 4)], leveled=5, prefix_sha256="cd" * 32,
+        65536, os.urandom(16), "hmac", levels=[(0, 2), (3, 4)], leveled=5, prefix_sha256="cd" * 32,
         prefix=["http://h/files/a"],
     ).to_json()
     Record.from_json(good)
     for field, value in [
         ("version", 1), ("version", 3), ("secret", "short"), ("chunks", 5), ("contribution_id", "xyz"),
         ("created", "yesterday"), ("chunk_size", -1), ("parts", 7),
-        ("levels", {"runs": [[0, 12]], "files": 1}), ("levels", {"runs": [[0, 0]], "files": 1}), ("levels", {"runs": [[3, 1], [0, 2]], "files": 4}),
+        ("levels", {"runs": [[0, 12]], "files": 1}), ("levels", {"runs": [[0, 1]], "files": 1}), ("levels", {"runs": [[3, 1], [0, 2]], "files": 4}),
         ("levels", {"runs": [[0, 1, 2]], "files": 1}), ("levels", [[0, 1]]),
         ("others", [[0, "a", "cd" * 32, True]]), ("sha256", None),
     ]:

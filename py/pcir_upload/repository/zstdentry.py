@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from pcir_upload.page.package.zstandard import zstd
 
-WINDOW_LOG_MAX = 23  # 8 MiB: the writer's levels (1 to 9) use at most 4 MiB
+WINDOW_LOG_MAX = 23  # 8 MiB: the writer's levels (2 to 9) use at most 4 MiB
 MAX_RATIO = 32768  # Zstandard's best: a 4-byte RLE block for 128 KiB
 _READ = 1024 * 1024
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")

@@ -129,7 +129,7 @@ class ZipWriter:
 
 
 def compressor(level: int) -> zstd.ZstdCompressor:
-    """One Zstandard frame at `level` (1 to 9, see `levels`): no checksum (the entry's CRC-32
+    """One Zstandard frame at `level` (2 to 9, see `levels`): no checksum (the entry's CRC-32
     covers its bytes), no content size (it is not known when the frame starts)."""
     return zstd.ZstdCompressor(level)
 

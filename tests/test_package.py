@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import struct
 import subprocess
 import zipfile
@@ -21,7 +22,7 @@ from discs import many_small_dicom_files, one_page_pdf, picture, have_dcmtk
 from pcir_upload.page.package.compressible import worth_deflating
 from pcir_upload.page.disc.disc import DiscReadError
 from pcir_upload.page.package.levels import HIGHEST, LOWEST, SETTLE, START, Levels
-from pcir_upload.page.package.ziparchive import ZSTD
+from pcir_upload.page.package.ziparchive import ZSTD, EntryEncoder
 from pcir_upload.page.package.package import (
     AHEAD_BYTES, MANIFEST_NAME, READ_SIZE, LocalPacker, Packager, Piece, PieceRequest,
 )
@@ -259,3 +260,19 @@ def test_the_lowest_and_highest_levels_differ_and_read_back(tmp_path) -> None:
     assert len(tight) < len(fast)
     for archive in (fast, tight):
         assert other_reader(archive)["files/CT.dcm"] == (root / "CT.dcm").read_bytes()
+
+
+@pytest.mark.parametrize("level", [LOWEST, START, HIGHEST])
+def test_zstandard_output_does_not_depend_on_how_its_input_is_split(level) -> None:
+    """What FORMAT.md's determinism rests on, should pieces ever be cut otherwise."""
+    rng = random.Random(level)
+    data = bytes(rng.choice(b"abcdefgh") for _ in range(600_000)) + rng.randbytes(600_000) + bytes(900_000)
+    whole = EntryEncoder(ZSTD, level)
+    reference = whole.encode(data) + whole.flush()
+    for _ in range(3):
+        encoder, parts, at = EntryEncoder(ZSTD, level), [], 0
+        while at < len(data):
+            step = rng.randint(1, 300_000)
+            parts.append(encoder.encode(data[at:at + step]))
+            at += step
+        assert b"".join(parts) + encoder.flush() == reference

@@ -22,7 +22,7 @@ from pcir_upload.page.seal.envelope import HEADER_SIZE, SUITE_X25519, ChunkHeade
 from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from pcir_upload.repository.unpack import MAX_DEPTH, UnpackError, open_envelope, unpack_upload
-from pcir_upload.page.package.ziparchive import DEFLATED, STORED, ZipWriter, entry
+from pcir_upload.page.package.ziparchive import STORED, ZSTD, ZipWriter, entry
 from support import PycaPrimitives, ending, lied
 
 KEY = x25519.X25519PrivateKey.generate()
@@ -54,7 +54,7 @@ def zip_of(entries: list[tuple[str, bytes]], manifest: bytes | None) -> bytes:
     writer = ZipWriter()
     parts = []
     for name, content in entries:
-        parts.append(entry(writer, name, content, DEFLATED if content else STORED))
+        parts.append(entry(writer, name, content, ZSTD if content else STORED))
     if manifest is not None:
         parts.append(entry(writer, MANIFEST_NAME, manifest))
     parts.append(writer.finish())

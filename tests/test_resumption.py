@@ -23,7 +23,7 @@ from contributing import (
 from faultproxy import FaultProxy
 from pcir_upload.page.upload.contribution import ContributionCancelled, Progress
 from pcir_upload.page.disc.disc import DiscFile
-from pcir_upload.page.package.levels import Levels
+from pcir_upload.page.package.levels import HIGHEST, LOWEST, Levels
 from pcir_upload.page.seal.envelope import HEADER_SIZE, SUITE_HYBRID, message_overhead
 from pcir_upload.page.package.package import AHEAD_BYTES, LocalPacker, Packager
 from pcir_upload.page.upload.resumption import (
@@ -99,6 +99,39 @@ def test_a_new_session_sends_only_the_missing_chunks(server, folder, keys, tmp_p
     assert done == sorted(done)
 
 
+def compressible_disc(root: Path, files: int = 16, size: int = 400_000) -> Path:
+    """Files that Zstandard shrinks by about half, differently at each level."""
+    rng = random.Random(3)
+    root.mkdir(parents=True)
+    for n in range(files):
+        (root / f"IM{n:04d}").write_bytes(bytes(rng.choice(b"abcdefghijklmnop") for _ in range(size)))
+    return root
+
+
+def test_a_resume_across_a_level_change_regenerates_the_same_bytes(server, keys, tmp_path, monkeypatch) -> None:
+    """The first session's levels change from file to file; the second's controller would
+    choose others. The record's levels rule the files it covers, so the chunks sent match."""
+    endpoint, data, _ = server
+    folder = compressible_disc(tmp_path / "disc")
+
+    def stepping(self: Levels) -> None:  # every file a level up: a link that is ever slower
+        self._level = min(self._level + 1, HIGHEST)
+
+    monkeypatch.setattr(Levels, "_adjust", stepping)
+    first = interrupted(endpoint, FolderDisc(folder), keys, after_chunks(12))
+    record = first.record
+    assert record is not None and len(record["levels"]["runs"]) >= 3, record["levels"]
+
+    def falling(self: Levels) -> None:  # every file a level down: packers that are ever slower
+        self._level = max(self._level - 1, LOWEST)
+
+    monkeypatch.setattr(Levels, "_adjust", falling)
+    second = contribute_through(endpoint, FolderDisc(folder), keys, resume=record)
+    arrived_intact(data, keys, tmp_path / "out", second, folder)
+    assert second.notices == [CONTINUING]
+    assert second.receipt.resumed_chunks == len(recorded(record))
+
+
 def test_a_record_after_every_confirmed_chunk_and_nothing_readable_in_it(server, folder, keys) -> None:
     endpoint, data, _ = server
     run = interrupted(endpoint, FolderDisc(folder), keys, after_chunks(12))
@@ -141,7 +174,7 @@ def test_the_record_of_a_dvd_stays_small() -> None:
     record = Record(
         os.urandom(16), new_secret(), "2026-12-01T09:41:07Z", endpoint, "ab" * 16, 8 * 1024 * 1024,
         os.urandom(16), disc_fingerprint(b"salt", [DiscFile("a", 1)]),
-        levels=[(0, 1), (500, 2), (900, 3), (1400, 2)], leveled=2000, prefix_sha256="cd" * 32,
+        levels=[(0, 4), (500, 2), (900, 3), (1400, 2)], leveled=2000, prefix_sha256="cd" * 32,
         prefix=[endpoint + os.urandom(24).hex()[:32] for _ in range(n - 1)],
         others=[Other(n - 1, endpoint + "x" * 32, "ef" * 32, True)],
     )
@@ -153,14 +186,14 @@ def test_the_record_of_a_dvd_stays_small() -> None:
 def test_records_this_code_did_not_write_are_refused() -> None:
     good = Record(
         os.urandom(16), new_secret(), "2026-12-01T09:41:07Z", "http://h/files/", "ab" * 16,
-        65536, os.urandom(16), "hmac", levels=[(0, 1), (3, 4)], leveled=5, prefix_sha256="cd" * 32,
+        65536, os.urandom(16), "hmac", levels=[(0, 2), (3, 4)], leveled=5, prefix_sha256="cd" * 32,
         prefix=["http://h/files/a"],
     ).to_json()
     Record.from_json(good)
     for field, value in [
-        ("version", 2), ("secret", "short"), ("chunks", 5), ("contribution_id", "xyz"),
+        ("version", 1), ("version", 3), ("secret", "short"), ("chunks", 5), ("contribution_id", "xyz"),
         ("created", "yesterday"), ("chunk_size", -1), ("parts", 7),
-        ("levels", {"runs": [[0, 12]], "files": 1}), ("levels", {"runs": [[3, 1], [0, 2]], "files": 4}),
+        ("levels", {"runs": [[0, 12]], "files": 1}), ("levels", {"runs": [[0, 1]], "files": 1}), ("levels", {"runs": [[3, 1], [0, 2]], "files": 4}),
         ("levels", {"runs": [[0, 1, 2]], "files": 1}), ("levels", [[0, 1]]),
         ("others", [[0, "a", "cd" * 32, True]]), ("sha256", None),
     ]:
@@ -172,7 +205,7 @@ def test_records_this_code_did_not_write_are_refused() -> None:
 
 def test_a_damaged_record_starts_a_new_contribution(server, folder, keys, tmp_path) -> None:
     endpoint, data, _ = server
-    run = contribute_through(endpoint, FolderDisc(folder), keys, resume={"format": "pcir-resume", "version": 1})
+    run = contribute_through(endpoint, FolderDisc(folder), keys, resume={"format": "pcir-resume", "version": 2})
     arrived_intact(data, keys, tmp_path / "out", run, folder)
     assert run.notices == [UNUSABLE]
 
@@ -397,10 +430,10 @@ class ChoppyDisc(FolderDisc):
         return await super().read(path, offset, max(1, self.rng.randint(1, length)))
 
 
-@pytest.mark.parametrize("level", [1, 6])
+@pytest.mark.parametrize("level", [LOWEST, HIGHEST])
 def test_the_package_does_not_depend_on_how_the_disc_is_read(tmp_path, level) -> None:
     """What makes resuming possible: the same disc gives the same package bytes, however the
-    reads are split (zlib's output does not depend on how its input is fed in), and whether
+    reads are split (Zstandard's output does not depend on how its input is fed in), and whether
     the pieces were packed ahead or one at a time."""
     folder = make_disc(tmp_path / "disc", size=1_500_000)
     (folder / "TEXT.TXT").write_text("the same words again and again\n" * 300_000)  # 3 pieces

@@ -19,7 +19,7 @@ from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
 from pcir_upload.repository import unpack as unpack_module
 from pcir_upload.repository.unpack import UnpackError, unpack_upload
-from pcir_upload.page.package.ziparchive import DEFLATED, STORED, ZipWriter, entry
+from pcir_upload.page.package.ziparchive import STORED, ZSTD, ZipWriter, entry
 from support import PycaPrimitives
 
 KEY = x25519.X25519PrivateKey.generate()
@@ -38,7 +38,7 @@ def zip_package(entries: list[tuple[str, bytes]], manifest: Any) -> bytes:
     writer = ZipWriter()
     parts = []
     for entry_name, content in entries:
-        parts.append(entry(writer, entry_name, content, DEFLATED if content else STORED))
+        parts.append(entry(writer, entry_name, content, ZSTD if content else STORED))
     if manifest is not None:
         body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
         parts.append(entry(writer, MANIFEST_NAME, body))
@@ -142,8 +142,8 @@ def test_malformed_manifests_are_refused(tmp_path, out, manifest, match) -> None
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"version": True}, "version 1"),
-    ({"version": 1.0}, "version 1"),
+    ({"version": True}, "version 1 or 2"),
+    ({"version": 1.0}, "version 1 or 2"),
     ({"contribution_id": "00" * 16}, "another contribution"),
     ({"files": "all of them"}, "file list"),
     ({"files": [{"path": "a", "entry": "files/a", "size": True, "sha256": "0" * 64}]}, "malformed"),

@@ -1,8 +1,8 @@
-// A packer: reads, hashes and deflates pieces of the disc's files on a core of its own, for the
+// A packer: reads, hashes and compresses pieces of the disc's files on a core of its own, for the
 // page's Python worker, which frames, seals and sends them (pcir_upload.page.browser.packers). The
 // work itself is Python (pcir_upload.page.browser.packer); this file only moves messages and reads.
 // Pieces are worked on in the order they arrive, which is their order in the package. The next
-// pieces are read while this one is deflated: up to 8 MiB of them, so that a disc of small
+// pieces are read while this one is compressed: up to 8 MiB of them, so that a disc of small
 // files is not read one at a time (each read costs Chromium a millisecond or more, however
 // small), but not more, and at least the next one.
 import { loadPyodide } from './pyodide/pyodide.mjs';
@@ -62,7 +62,7 @@ async function work() {
 async function handle(message, data, error) {
   if (message.kind === 'piece') {
     // A file in one piece (most DICOM files) is hashed by WebCrypto, three times as fast as in
-    // wasm, while it is deflated; larger files are hashed piece by piece in Python.
+    // wasm, while it is compressed; larger files are hashed piece by piece in Python.
     const whole = data !== undefined && message.first && message.last;
     const digesting = whole ? crypto.subtle.digest('SHA-256', data) : null;
     const answer = python.pack(message, data, error, whole);  // a plain object, made in Python

@@ -38,8 +38,10 @@ from pcir_upload.page.disc.disc import MAX_PATH_BYTES, path_problem
 from pcir_upload.page.seal.envelope import SUITE_HYBRID, SUITE_X25519, SUITES, EnvelopeError, read_chunks
 from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.page.package.package import FILES_PREFIX, FORMAT, FORMAT_VERSION, MANIFEST_NAME
-from pcir_upload.page.package.ziparchive import DEFLATED, STORED
+
 from pcir_upload.repository.completed import Completed, local_upload
+from pcir_upload.page.package.ziparchive import DEFLATED, STORED, ZSTD
+from pcir_upload.repository.zstdentry import MAX_RATIO as ZSTD_MAX_RATIO, ZstdEntry, ZstdError
 from pcir_upload.repository.receive.store import completed_uploads
 
 OPENERS = {
@@ -63,7 +65,7 @@ _SPARE_BYTES = 256 * 1024 * 1024  # left free on the repository's disk after unp
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # What zipfile raises on a damaged or hostile archive: names that are not UTF-8 under the
 # UTF-8 flag (UnicodeDecodeError, a ValueError), impossible offsets, bad streams.
-_DAMAGED_ZIP = (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
+_DAMAGED_ZIP = (zipfile.BadZipFile, OSError, EOFError, zlib.error, ZstdError, NotImplementedError, ValueError)
 
 PROGRESS_EVERY = 5.0  # seconds between progress lines of a long unpacking
 
@@ -170,6 +172,9 @@ _LOCAL_SIZE = 30 + 20  # a local header but its name: fixed fields, ZIP64 extra
 _DESCRIPTOR_SIZE = 24
 MAX_NAME_BYTES = len(FILES_PREFIX) + MAX_PATH_BYTES
 DEFLATE_MAX_RATIO = 1032  # deflate's best: 258 bytes from two bits
+# Each method's greatest ratio, and which methods each version of the format writes.
+MAX_RATIO = {STORED: 1, DEFLATED: DEFLATE_MAX_RATIO, ZSTD: ZSTD_MAX_RATIO}
+VERSION_METHODS = {1: {STORED, DEFLATED}, 2: {STORED, ZSTD}}
 
 
 class _Record(NamedTuple):
@@ -249,21 +254,21 @@ def _records(package: BinaryIO, directory: _Directory) -> Iterator[tuple[_Record
 def _next_entry(record: _Record, name: bytes, extra: bytes, offset: int) -> int:
     """Where the entry after this one starts; refuses what this format never writes, and a
     size that the entry's compressed bytes could not hold (those lie in the package, one entry
-    after another, so no package claims more than 1,032 times its size)."""
+    after another, so no package claims more than 32,768 times its size)."""
     label = name[:200].decode("utf-8", "replace")
     if record.flags & _ENCRYPTED:
         raise UnpackError(f"{label} is encrypted: this format never encrypts entries (the envelope seals them)")
     if record.flags != _FLAGS:
         raise UnpackError(f"{label}: general purpose flags {record.flags:#06x}; this format writes only 0x0808")
-    if record.method not in (STORED, DEFLATED):
-        raise UnpackError(f"{label}: compression method {record.method}; "
-                          "this format uses only stored (0) and deflate (8)")
+    if record.method not in MAX_RATIO:
+        raise UnpackError(f"{label}: compression method {record.method}; this format uses only "
+                          "stored (0) and Zstandard (93), and deflate (8) in version 1")
     tag, length, size, compressed, local = _ZIP64_EXTRA.unpack(extra)
     if (record.compressed, record.size, record.offset, tag, length) != (_U32, _U32, _U32, 1, 24):
         raise UnpackError(f"{label}: its sizes are not in a ZIP64 extra field as this format writes them")
     if local != offset:
         raise UnpackError(f"{label}: it does not start where the entry before it ends")
-    most = compressed if record.method == STORED else compressed * DEFLATE_MAX_RATIO
+    most = compressed * MAX_RATIO[record.method]
     if size > most:
         raise UnpackError(f"{label}: it declares {size} bytes, more than {compressed} compressed bytes can hold")
     return local + _LOCAL_SIZE + len(name) + compressed + _DESCRIPTOR_SIZE
@@ -343,6 +348,13 @@ def _json_object(raw: bytes) -> Any:
     return json.loads(raw.decode("utf-8"), parse_constant=no_constants, object_pairs_hook=unique)
 
 
+def _open(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
+    """An entry's bytes as a stream: Zstandard by our own reader, on every Python."""
+    if info.compress_type == ZSTD:
+        return ZstdEntry(str(archive.filename), info)
+    return archive.open(info)
+
+
 def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, dict[str, Any]]:
     try:
         info = archive.getinfo(MANIFEST_NAME)
@@ -351,8 +363,14 @@ def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, 
     if info.file_size > MAX_MANIFEST_BYTES:
         raise UnpackError("the manifest is too large")
     try:
-        with archive.open(info) as f:
-            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        with _open(archive, info) as f:
+            read = bytearray()  # ZstdEntry.read gives what one step makes: on to the end or the bound
+            while len(read) <= MAX_MANIFEST_BYTES:
+                block = f.read(MAX_MANIFEST_BYTES + 1 - len(read))
+                if not block:
+                    break
+                read += block
+            raw = bytes(read)
     except _DAMAGED_ZIP as exc:
         raise UnpackError(f"the manifest cannot be read: {exc}") from None
     if len(raw) > MAX_MANIFEST_BYTES:
@@ -364,9 +382,12 @@ def _manifest(archive: zipfile.ZipFile, contribution_id: bytes) -> tuple[bytes, 
     if not isinstance(manifest, dict):
         raise UnpackError("the manifest is not a JSON object")
     if manifest.get("format") != FORMAT or not (
-        _is_int(manifest.get("version")) and manifest["version"] == FORMAT_VERSION
+        _is_int(manifest.get("version")) and manifest["version"] in VERSION_METHODS
     ):
-        raise UnpackError("the manifest is not a pcir-contribution version 1 manifest")
+        raise UnpackError(f"the manifest is not a pcir-contribution version 1 or {FORMAT_VERSION} manifest")
+    methods = {i.compress_type for i in archive.infolist()} - VERSION_METHODS[manifest["version"]]
+    if methods:
+        raise UnpackError(f"a version {manifest['version']} package uses no compression method {min(methods)}")
     if manifest.get("contribution_id") != contribution_id.hex():
         raise UnpackError("the manifest names another contribution than its envelope")
     files = manifest.get("files")
@@ -405,7 +426,7 @@ def _extract(
     digest, written = hashlib.sha256(), 0
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as source, open(target, "xb") as sink:
+        with _open(archive, info) as source, open(target, "xb") as sink:
             # Read at most one byte past the promised size: an entry that inflates beyond
             # it (a decompression bomb) is stopped there.
             while written <= record["size"]:

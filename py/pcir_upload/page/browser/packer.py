@@ -1,5 +1,5 @@
 """What a packer worker runs (web/packer.mjs): one piece of a file at a time, read, hashed and
-deflated on a core of its own, for the page's Python worker (`packers`).
+compressed on a core of its own, for the page's Python worker (`packers`).
 
 Only pure work happens here, the same `Encoders` that `LocalPacker` uses on CPython, so a
 piece comes out byte for byte as it would anywhere else. The encoders of files still in

@@ -1,11 +1,11 @@
-"""The packer workers, from the page's Python worker: the other cores deflate while this one
+"""The packer workers, from the page's Python worker: the other cores compress while this one
 frames, seals and sends.
 
-Reading, hashing and deflating is most of a contribution's work. In one worker it runs at
+Reading, hashing and compressing is most of a contribution's work. In one worker it runs at
 about 50 MB/s here, and the network, sealing and framing wait their turn; with packers (plain
 Pyodide workers, web/packer.mjs) doing it, the page's worker only puts their pieces in order.
 Each file goes to the packer with the least work waiting, and all of its pieces to the same
-one, which keeps its deflate state between them. A browser that cannot start them (no nested
+one, which keeps its Zstandard state between them. A browser that cannot start them (no nested
 workers) packs in its own worker instead, more slowly, as does a contribution started before
 they are ready: nothing but the speed depends on them.
 """

@@ -1,4 +1,4 @@
-"""Whether deflating a file pays, told from its first piece alone.
+"""Whether compressing a file pays (the trial is deflate, in every Python), told from its first piece alone.
 
 Deflating what is compressed already (JPEG or JPEG 2000 pixel data, PDFs, archives, video)
 costs an old laptop most of its time and saves nothing, so such files are stored as they are.

@@ -6,7 +6,7 @@ holds a whole file. Each file's SHA-256 is computed on the way through and writt
 A file that cannot be read is not a reason to stop: what was read is kept, the manifest says
 what went wrong, and the rest of the disc goes on.
 
-Reading, hashing and deflating a piece is a packer's work (`Packer`): in the browser, packer
+Reading, hashing and compressing a piece is a packer's work (`Packer`): in the browser, packer
 workers on the other cores do it for pieces ahead of the one being framed, while this module
 puts their results into the archive in order. `LocalPacker` does it in place, one piece at a
 time. Either way the bytes are the same: a file's pieces are fixed by its size, its method
@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 from pcir_upload.page.package.compressible import worth_deflating
 from pcir_upload.page.disc.disc import DiscFile, DiscReader, DiscReadError
-from pcir_upload.page.package.levels import Levels
-from pcir_upload.page.package.ziparchive import DEFLATED, STORED, EntryEncoder, ZipWriter, entry
+from pcir_upload.page.package.levels import START, Levels
+from pcir_upload.page.package.ziparchive import STORED, ZSTD, EntryEncoder, ZipWriter, entry
 
 FORMAT = "pcir-contribution"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Zstandard entries; 1 (deflate) is still read by the repository
 FILES_PREFIX = "files/"
 MANIFEST_NAME = "manifest.json"
 READ_SIZE = 4 * 1024 * 1024
@@ -47,7 +47,7 @@ class PieceRequest:
     size: int  # the file's size in the listing
     offset: int
     length: int
-    level: int  # the file's deflate level, if its first piece says to deflate
+    level: int  # the file's Zstandard level, if its first piece says to compress
     first: bool
     last: bool
 
@@ -72,7 +72,7 @@ class Packer(Protocol):
 
 
 class FileEncoder:
-    """One file into its entry's data, piece by piece: SHA-256, CRC-32 and deflate (or not,
+    """One file into its entry's data, piece by piece: SHA-256, CRC-32 and Zstandard (or not,
     as its first piece says) in one pass. `hashed`: the caller hashes the file itself (the
     browser's native SHA-256 is three times wasm's, but takes a file only whole), and the
     result's sha256 is left empty for it."""
@@ -85,7 +85,7 @@ class FileEncoder:
     def add(self, data: bytes, last: bool, error: str | None = None) -> Piece:
         """Encode the next piece; with `last` or an `error` the entry ends after it."""
         if self._entry is None:
-            self._entry = EntryEncoder(DEFLATED if worth_deflating(data) else STORED, self._level)
+            self._entry = EntryEncoder(ZSTD if worth_deflating(data) else STORED, self._level)
         if self._digest is not None:
             self._digest.update(data)
         encoded = self._entry.encode(data)
@@ -183,7 +183,7 @@ def pieces(listing: Sequence[DiscFile], levels: Callable[[int], int],
 class Packager:
     """Streams the package of one contribution; its counters tell the caller how far it has got.
 
-    `levels` gives each file's deflate level and is told how long the packers kept it waiting."""
+    `levels` gives each file's Zstandard level and is told how long the packers kept it waiting."""
 
     def __init__(
         self,
@@ -232,7 +232,7 @@ class Packager:
             ahead.abandon()
         manifest = dict(self._manifest, format=FORMAT, version=FORMAT_VERSION, files=self.records)
         body = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
-        yield entry(self._zip, MANIFEST_NAME, body)
+        yield entry(self._zip, MANIFEST_NAME, body, ZSTD, START)
         yield self._zip.finish()
 
 

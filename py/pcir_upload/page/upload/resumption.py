@@ -2,7 +2,7 @@
 
 After every chunk the server confirms, the page stores a small record (localStorage). When
 the patient comes back and chooses the same disc again, the package is regenerated exactly
-as before (same listing order, deflate levels, `created`, contribution id), the chunks the server
+as before (same listing order, Zstandard levels, `created`, contribution id), the chunks the server
 already holds are recognised and skipped, and only the rest is sealed and sent.
 
 The record holds nothing that identifies the patient or the disc, and no key that reads
@@ -36,10 +36,10 @@ from urllib.parse import urljoin
 
 from pcir_upload.page.disc.disc import DiscFile
 from pcir_upload.page.seal.envelope import Recipient
-from pcir_upload.page.package.levels import Levels
+from pcir_upload.page.package.levels import HIGHEST, LOWEST, Levels
 
 RECORD_FORMAT = "pcir-resume"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: Zstandard levels (1 held deflate levels, whose packages differ)
 
 # What the patient is told when an interrupted upload cannot be continued.
 DIFFERENT_DISC = (
@@ -115,7 +115,7 @@ class Record:
     chunk_size: int
     salt: bytes
     disc: str
-    levels: list[tuple[int, int]] = field(default_factory=list)  # (first file, deflate level)
+    levels: list[tuple[int, int]] = field(default_factory=list)  # (first file, Zstandard level)
     leveled: int = 0  # files whose level `levels` fixes
     prefix_sha256: str = hashlib.sha256().hexdigest()
     prefix: list[str] = field(default_factory=list)  # partial URLs of chunks 0..n-1
@@ -191,8 +191,8 @@ class Record:
         if not 1 <= record.chunk_size <= 16 * 1024 * 1024:
             raise RecordError("chunk size out of range")
         firsts = [first for first, _ in record.levels]
-        if firsts != sorted(set(firsts)) or any(not 0 <= level <= 9 for _, level in record.levels):
-            raise RecordError("damaged deflate levels")
+        if firsts != sorted(set(firsts)) or any(not LOWEST <= level <= HIGHEST for _, level in record.levels):
+            raise RecordError("damaged Zstandard levels")
         indexes = [o.index for o in record.others]
         if len(set(indexes)) != len(indexes) or any(i < len(record.prefix) for i in indexes):
             raise RecordError("a chunk is recorded twice")

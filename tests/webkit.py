@@ -289,3 +289,33 @@ def drag_folder(display: str, folder: Path, to: tuple[int, int]) -> None:
         assert source.stdout.readline().strip() == "sent", "the drop target did not take the folder"
     finally:
         _stop(source)
+
+
+def processes(root: int) -> list[int]:
+    """`root` and all its descendants (WebKit's web, network and GPU processes, under bwrap)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def pss(pids: list[int]) -> int:
+    """Bytes of proportional set size of these processes together (shared pages split)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total

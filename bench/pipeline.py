@@ -528,7 +528,7 @@ def report(figures: Figures, what: str) -> list[tuple[str, str]]:
         ("disc", f"{f.files} files, {f.disc_bytes / mb:.1f} MB ({f.disc_bytes / 2**20:.1f} MiB)"),
         ("Python ready (navigate -> data-ready)", f"{f.python_ready_s:.1f} s"),
         ("scan (folder handed -> disc listed)", f"{f.scan_s:.2f} s"),
-        ("  of which Chromium listing the folder", f"{f.listing_s:.2f} s (until the change event)"),
+        ("  of which the browser listing the folder", f"{f.listing_s:.2f} s (until the change event)"),
         ("upload (click -> receipt)", f"{f.upload_s:.1f} s"),
         ("upload speed (disc MB / upload s)", f"{f.disc_bytes / mb / f.upload_s:.1f} MB/s"),
         ("scan + upload", f"{total:.1f} s ({f.disc_bytes / mb / total:.1f} MB/s)"),

@@ -106,9 +106,12 @@ def test_a_whole_contribution_in_webkit(tmp_path: Path, keys, dicomdirtests: Pat
         page.click("#agree-continue")
         page.wait("#step-choose:not([hidden])")
 
-        page.run("window.dropped = null; document.addEventListener('drop', (e) =>"
+        page.run("window.over = false; window.dropped = null;"
+                 " for (const type of ['dragenter', 'dragover'])"
+                 "   document.addEventListener(type, () => { window.over = true; }, true);"
+                 " document.addEventListener('drop', (e) =>"
                  " { window.dropped = Array.from(e.dataTransfer.types); }, true)")
-        webkit.drag_folder(display, disc, (500, 400))
+        webkit.drag_folder(display, disc, (500, 400), lambda: page.run("return window.over"))
         page.wait("#choose-status:not(:empty)", 10)
         assert page.run("return window.dropped") == ["text/uri-list", "text/html"]
         assert "did not pass on what was dropped" in text(page, "#choose-status")

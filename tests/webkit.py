@@ -1,53 +1,40 @@
-"""WebKitGTK (Safari's engine) for tests and benchmarks: an X server of our own (Xvfb),
-Debian's WebKitWebDriver driving MiniBrowser in it, and a small W3C WebDriver client over
-httpx. Everything listens on 127.0.0.1 or a local display only, and is stopped on exit.
+"""WebKitGTK (Safari's engine) for tests and benchmarks: an X server of our own (Xvfb), a
+WebKitGTK window of our own in it (tests/webkitview.py, driven line by line), a real drag of a
+folder onto it, and the memory of its processes. Everything is local (no TCP for X) and
+stopped on exit.
 
-Why not a WebDriver library: the few commands the page needs are plain HTTP, and httpx is
-a dependency already.
+Why not W3C WebDriver (WebKitWebDriver with MiniBrowser works here): in automation mode
+WebKit answers every file chooser itself, and WebDriver's send-keys of a folder's path to
+<input webkitdirectory> gives one empty file, so the folder a patient chooses cannot be given.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-WEBDRIVER = "/usr/bin/WebKitWebDriver"
-MINIBROWSER = next(iter(sorted(Path("/usr/lib/x86_64-linux-gnu").glob("webkit2gtk-4.*/MiniBrowser"))),
-                   Path("/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser"))
 XVFB = "/usr/bin/Xvfb"
+TYPELIB = "/usr/lib/x86_64-linux-gnu/girepository-1.0/WebKit2-4.1.typelib"
 SCREEN = (1366, 768)
-# W3C WebDriver's key for an element reference in JSON.
-ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
 def missing() -> str | None:
     """What of WebKitGTK's parts is not installed, in words for a failing test."""
-    for path, package in ((WEBDRIVER, "webkit2gtk-driver"), (MINIBROWSER, "webkit2gtk-driver"),
-                          (XVFB, "xvfb")):
+    for path, package in ((XVFB, "xvfb"), (TYPELIB, "gir1.2-webkit2-4.1"), ("/usr/bin/xdotool", "xdotool")):
         if not Path(path).exists():
             return f"{path} is missing: install Debian's {package} (./dev test does)"
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[Any]) -> None:
     """End a process we started, and whatever it started (its own process group)."""
     if process.poll() is None:
         try:
@@ -82,109 +69,8 @@ def xvfb(size: tuple[int, int] = SCREEN) -> Iterator[str]:
         _stop(process)
 
 
-class WebDriverError(RuntimeError):
-    pass
-
-
-class Session:
-    """One W3C WebDriver session: the commands the tests use, and waiting for the page."""
-
-    def __init__(self, client: httpx.Client, session_id: str):
-        self._client = client
-        self.id = session_id
-
-    def command(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        url = f"/session/{self.id}{path}"
-        response = self._client.request(method, url, json=body if body is not None else ({} if method == "POST" else None))
-        value = response.json().get("value")
-        if response.status_code != 200:
-            raise WebDriverError(f"{method} {path}: {value}")
-        return value
-
-    def get(self, url: str) -> None:
-        self.command("POST", "/url", {"url": url})
-
-    def run(self, script: str, *args: Any) -> Any:
-        """The script's return value; a DOM element comes back as a reference usable in args."""
-        return self.command("POST", "/execute/sync", {"script": script, "args": list(args)})
-
-    def run_async(self, script: str, *args: Any) -> Any:
-        """A script whose value is a promise's: `return (async () => ...)()`."""
-        return self.command("POST", "/execute/async", {
-            "script": "const done = arguments[arguments.length - 1];"
-                      f"Promise.resolve((() => {{ {script} }})(...Array.from(arguments).slice(0, -1)))"
-                      ".then(done, (e) => done({__error: String(e)}));",
-            "args": list(args),
-        })
-
-    def find(self, css: str) -> dict[str, str]:
-        return self.command("POST", "/element", {"using": "css selector", "value": css})
-
-    def click(self, css: str) -> None:
-        self.command("POST", f"/element/{self.find(css)[ELEMENT]}/click")
-
-    def send_keys(self, css: str, text: str) -> None:
-        self.command("POST", f"/element/{self.find(css)[ELEMENT]}/value", {"text": text})
-
-    def text(self, css: str) -> str:
-        return str(self.command("GET", f"/element/{self.find(css)[ELEMENT]}/text"))
-
-    def screenshot(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(self.command("GET", "/screenshot")))
-
-    def set_window(self, x: int, y: int, width: int, height: int) -> None:
-        self.command("POST", "/window/rect", {"x": x, "y": y, "width": width, "height": height})
-
-    def wait(self, css: str, timeout: float = 60) -> None:
-        """Until an element matches `css` (any of a selector list)."""
-        deadline = time.monotonic() + timeout
-        while not self.run("return document.querySelector(arguments[0]) !== null", css):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing matched {css} in {timeout} s")
-            time.sleep(0.1)
-
-
-@contextmanager
-def webkit(display: str, environment: Mapping[str, str] | None = None) -> Iterator[Session]:
-    """WebKitWebDriver on a free port of 127.0.0.1, and a session with MiniBrowser in
-    automation mode on `display`. Ends both."""
-    port = _free_port()
-    env = {**os.environ, "DISPLAY": display, **(environment or {})}
-    env.pop("WAYLAND_DISPLAY", None)
-    driver = subprocess.Popen(
-        [WEBDRIVER, f"--port={port}", "--host=127.0.0.1"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.get("/status").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if driver.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("WebKitWebDriver did not start")
-            time.sleep(0.05)
-        capabilities = {"capabilities": {"alwaysMatch": {
-            "webkitgtk:browserOptions": {"binary": str(MINIBROWSER), "args": ["--automation"]},
-        }}}
-        answer = client.post("/session", json=capabilities).json()["value"]
-        if "sessionId" not in answer:
-            raise WebDriverError(f"no session: {answer}")
-        session = Session(client, answer["sessionId"])
-        try:
-            yield session
-        finally:
-            try:
-                client.delete(f"/session/{session.id}")
-            except httpx.HTTPError:
-                pass
-    finally:
-        client.close()
-        _stop(driver)
+class ViewError(RuntimeError):
+    """The WebKit window failed a command, or stopped."""
 
 
 VIEW = Path(__file__).with_name("webkitview.py")
@@ -204,10 +90,10 @@ class View:
         ready, _, _ = select.select([self._process.stdout], [], [], 120)
         line = self._process.stdout.readline() if ready else ""
         if not line:
-            raise WebDriverError(f"the WebKit view stopped (asked {command})")
+            raise ViewError(f"the WebKit view stopped (asked {command})")
         answer = json.loads(line)
         if "error" in answer:
-            raise WebDriverError(f"{answer['error']} (asked {command})")
+            raise ViewError(f"{answer['error']} (asked {command})")
         return answer["value"]
 
     def load(self, url: str) -> None:
@@ -262,9 +148,11 @@ def view(display: str, home: Path) -> Iterator[View]:
 DRAG_SOURCE = Path(__file__).with_name("dragsource.py")
 
 
-def drag_folder(display: str, folder: Path, to: tuple[int, int]) -> None:
+def drag_folder(display: str, folder: Path, to: tuple[int, int], over: Callable[[], bool]) -> None:
     """Drag `folder` with the X server's own pointer from a GTK drag source (as from a file
-    manager) and drop it at screen point `to`: a drag session the engines themselves handle."""
+    manager) and drop it at screen point `to`: a drag session the engines themselves handle.
+    The button is let go only once `over()` says the page has seen the drag over it: WebKit
+    fetches the dragged data first, and a drop before that reaches the page as nothing."""
     env = {**os.environ, "DISPLAY": display}
     source = subprocess.Popen(
         ["/usr/bin/python3", str(DRAG_SOURCE), str(folder), str(SCREEN[0] - 140), str(SCREEN[1] - 140)],
@@ -284,7 +172,13 @@ def drag_folder(display: str, folder: Path, to: tuple[int, int]) -> None:
         for step in range(1, 11):
             pointer("mousemove", str(x + (to[0] - x) * step // 10), str(y + (to[1] - y) * step // 10))
             time.sleep(0.05)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        wiggle = 1
+        while not over():  # the target is told of the drag on motion: keep moving a little
+            assert time.monotonic() < deadline, "the page never saw the drag over it"
+            wiggle = -wiggle
+            pointer("mousemove", str(to[0] + wiggle), str(to[1]))
+            time.sleep(0.1)
         pointer("mouseup", "1")
         assert source.stdout.readline().strip() == "sent", "the drop target did not take the folder"
     finally:

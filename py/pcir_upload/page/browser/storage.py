@@ -2,9 +2,8 @@
 localStorage, which workers do not have.
 
 The page hands the worker what it holds at the start of the session (`seed`), and the
-worker tells the page what to store by a message on its own port (`tell_page`). Neither
-waits on the page: reaching it synchronously needs SharedArrayBuffer, which WebKitGTK lacks
-even when cross-origin isolated. Storage may be missing or refuse (private windows, storage
+worker tells the page what to store (`topage`). Neither waits on the page: reaching it
+synchronously needs SharedArrayBuffer, which WebKitGTK lacks even when cross-origin isolated. Storage may be missing or refuse (private windows, storage
 turned off, Safari after seven days): then there is simply no marker, and nothing fails.
 """
 
@@ -12,21 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import js
-
-from pcir_upload.page.browser._js import js_object
+from pcir_upload.page.browser.topage import tell_page
 from pcir_upload.page.session.marker import STORAGE_KEY
 
 # The resumption record of an unfinished contribution (see docs/FORMAT.md, "Resuming"): no
 # names, no keys; gone once the contribution is done or cancelled.
 RESUME_KEY = "pcir-resume"
 _held: dict[str, str] = {}  # what the page's storage holds under our keys, as far as we know
-
-
-def tell_page(message: dict[str, Any]) -> None:
-    """A message to the page (app.js, `fromWorker`). The worker's port keeps order: the page
-    has every message before the answer of the call that sent it."""
-    js.postMessage(js_object({"pcir": message}))
 
 
 def seed(stored: dict[str, Any]) -> None:

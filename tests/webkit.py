@@ -10,6 +10,7 @@ WebKit answers every file chooser itself, and WebDriver's send-keys of a folder'
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import select
@@ -34,6 +35,12 @@ def missing() -> str | None:
     return None
 
 
+def _ends_with_us() -> None:
+    """In the child before it runs: it gets SIGTERM when we end, even if we are killed before
+    we can stop it (a test run cut short leaves no X server or browser behind)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _stop(process: subprocess.Popen[Any]) -> None:
     """End a process we started, and whatever it started (its own process group)."""
     if process.poll() is None:
@@ -56,7 +63,7 @@ def xvfb(size: tuple[int, int] = SCREEN) -> Iterator[str]:
         [XVFB, "-displayfd", str(write), "-screen", "0", f"{size[0]}x{size[1]}x24",
          "-nolisten", "tcp"],
         pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_ends_with_us,
     )
     os.close(write)
     try:
@@ -135,7 +142,7 @@ def view(display: str, home: Path) -> Iterator[View]:
     env.pop("WAYLAND_DISPLAY", None)
     process = subprocess.Popen(
         ["/usr/bin/python3", str(VIEW), str(home)], env=env, text=True, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.PIPE, start_new_session=True, preexec_fn=_ends_with_us,
     )
     try:
         yield View(process)
@@ -156,7 +163,8 @@ def drag_folder(display: str, folder: Path, to: tuple[int, int], over: Callable[
     env = {**os.environ, "DISPLAY": display}
     source = subprocess.Popen(
         ["/usr/bin/python3", str(DRAG_SOURCE), str(folder), str(SCREEN[0] - 140), str(SCREEN[1] - 140)],
-        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True, preexec_fn=_ends_with_us,
     )
     try:
         assert source.stdout and source.stdout.readline().strip() == "ready", "no drag source"

@@ -1,7 +1,7 @@
 """The contribution page's first load, measured: how soon the welcome is usable, how soon Python
 is ready, and how many bytes it takes, on a first visit and on a return visit.
 
-    .venv/bin/python bench/firstload.py [--runs 5] [--site dist] [--no-network] [--json FILE]
+    .venv/bin/python bench/firstload.py [--runs 5] [--site dist] [--no-network] [--json FILE] [--engine webkit]
 
 Run `python build.py` first: this measures whatever dist/ (or --site) holds.
 
@@ -463,6 +463,54 @@ def biggest(result: Visit, n: int = 12) -> list[str]:
     return [f"{r['bytes']:>10,}  {r.get('status')}  {r.get('encoding') or '-':<4}  {r['path']}" for r in rows]
 
 
+def webkit_visits(server: Server, runs: int, workdir: Path) -> list[dict[str, Any]]:
+    """First and return visits in WebKitGTK (tests/webkit.py's own window, a fresh Xvfb per
+    visit, one storage folder per pair): seconds polled from outside every 0.05 s (WebKit has
+    no DevTools Protocol to stamp them in the page), bytes from the server's count, and the
+    PSS of WebKit's processes once Python is ready."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import webkit
+
+    pairs = []
+    for run in range(1, runs + 1):
+        pair: dict[str, Any] = {}
+        for name in ("cold", "return"):
+            with webkit.xvfb() as display, webkit.view(display, workdir / f"webkit-{run}") as page:
+                start = time.monotonic()
+                page.load(server.url + "/")
+                welcome = ready = None
+                while ready is None:
+                    now = page.run("return [!!document.getElementById('start').textContent,"
+                                   " document.body.dataset.ready === 'true']")
+                    if welcome is None and now[0]:
+                        welcome = time.monotonic() - start
+                    if now[1]:
+                        ready = time.monotonic() - start
+                    elif time.monotonic() - start > 120:
+                        raise BenchFailure("WebKit: Python not ready in 120 s")
+                    time.sleep(0.05)
+                memory = webkit.pss(webkit.processes(page.pid))
+            served = server.take()
+            pair[name] = {"welcome_s": round(welcome, 3), "ready_s": round(ready, 3),
+                          "server_responses": len(served), "server_body_bytes": sum(r["bytes"] for r in served),
+                          "pss_bytes": memory}
+        pair["load_average"] = round(os.getloadavg()[0], 2)
+        log(f"run {run}: WebKit cold ready {pair['cold']['ready_s']:.2f} s, "
+            f"{pair['cold']['server_body_bytes'] / 1e6:.2f} MB, PSS {pair['cold']['pss_bytes'] / 2**20:.0f} MiB | "
+            f"return ready {pair['return']['ready_s']:.2f} s, {pair['return']['server_body_bytes'] / 1e6:.3f} MB "
+            f"(load average {pair['load_average']})")
+        pairs.append(pair)
+    print(f"\nWebKitGTK (tests/webkit.py), {os.cpu_count()} cores, {runs} runs; median (min-max)")
+    print(f"{'':<46} {'first visit':<22} {'return visit':<22}")
+    for label, key, scale in [("welcome usable (#start labelled), s", "welcome_s", 1), ("Python ready, s", "ready_s", 1),
+                              ("bytes sent by the server, MB", "server_body_bytes", 1e6),
+                              ("responses", "server_responses", 1),
+                              ("PSS of WebKit's processes at ready, MiB", "pss_bytes", 2**20)]:
+        print(f"{label:<46} {summary([p['cold'][key] / scale for p in pairs]):<22} "
+              f"{summary([p['return'][key] / scale for p in pairs]):<22}")
+    return pairs
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         site, data, port_file, log_file = (Path(a) for a in sys.argv[2:6])
@@ -482,7 +530,22 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true",
                         help="keep the run folder (bench/out/firstload-*: server log, profiles)")
     parser.add_argument("--verbose", action="store_true", help="list the largest responses of each visit")
+    parser.add_argument("--engine", choices=["chromium", "webkit"], default="chromium",
+                        help="Debian's Chromium over CDP, or WebKitGTK (Python ready, bytes, memory only)")
     args = parser.parse_args()
+    if args.engine == "webkit":
+        OUT.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="firstload-webkit-", dir=OUT))
+        server = Server(args.site.resolve(), workdir)
+        try:
+            server.take()
+            pairs = webkit_visits(server, args.runs, workdir)
+        finally:
+            server.close()
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+        args.json.write_text(json.dumps({"engine": "webkitgtk", "runs": pairs}, indent=1))
+        return 0
     if not (args.site / "index.html").is_file():
         sys.exit(f"{args.site} has no index.html: run `python build.py` first")
     network = not args.no_network

@@ -1,7 +1,7 @@
 """End-to-end benchmark of the contribution page: a CT-like disc through the real page to the
 receiver, then unpacked and checked byte for byte.
 
-    .venv/bin/python bench/pipeline.py [--size-mib 512] [--keep]
+    .venv/bin/python bench/pipeline.py [--size-mib 512] [--keep] [--engine chromium|webkit]
 
 Run `python build.py` first: this measures whatever dist/ holds.
 
@@ -15,7 +15,7 @@ What it does, and why this way:
    here. This client uses only the Target, Page, Runtime and DOM domains. The folder is handed to
    the page's <input webkitdirectory> with DOM.setFileInputFiles and the folder's path.
    Timings are taken in the page (performance.now() in a change listener, a MutationObserver and
-   a wrapper around window.pcirProgress), so the 0.1-0.5 s polling does not blur them.
+   a listener for the worker's progress messages), so the 0.1-0.5 s polling does not blur them.
    Memory is sampled every 0.5 s: the Python worker's WebAssembly memory (found by wrapping
    WebAssembly.instantiate in the worker before it runs: Pyodide's module is not reachable from
    the worker's global scope, and Runtime.queryObjects hangs in that worker), the JS heaps of
@@ -192,11 +192,10 @@ PAGE_PROBE = r"""(() => {
     if (b.errorAt === null && !$('error').hidden) b.errorAt = now;
   }).observe(document.body, { attributes: true, childList: true, subtree: true,
                               attributeFilter: ['hidden', 'data-receipt'] });
-  const original = window.pcirProgress;
-  window.pcirProgress = (json) => {
-    b.progress.push([performance.now(), JSON.parse(json)]);
-    return original(json);
-  };
+  // Progress comes from the worker as messages on its port (app.js, fromWorker).
+  document.querySelector('script[type="py"][worker]').xworker.addEventListener('message', ({ data }) => {
+    if (data && data.pcir && data.pcir.kind === 'progress') b.progress.push([performance.now(), JSON.parse(data.pcir.progress)]);
+  });
 })()"""
 
 PAGE_STATE = r"""JSON.stringify({
@@ -404,11 +403,64 @@ def contribute(url: str, folder: Path, expected_files: int, figures: Figures, me
     read_page_timings(json.loads(bench), state, figures)
 
 
+def contribute_webkit(url: str, folder: Path, expected_files: int, figures: Figures, memory: bool,
+                      home: Path) -> None:
+    """The same path in WebKitGTK (tests/webkit.py's own window under an Xvfb of its own):
+    the folder through WebKit's file chooser request, memory as the PSS of WebKit's processes
+    (no wasm or heap figures: WebKit has no DevTools Protocol to ask)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import webkit
+
+    def state() -> dict[str, Any]:
+        return json.loads(page.run("return " + PAGE_STATE))
+
+    def until(done, timeout: float, interval: float) -> dict[str, Any]:
+        deadline, next_sample = time.monotonic() + timeout, 0.0
+        while True:
+            now = state()
+            if now["error"]:
+                raise BenchFailure(f"the page shows an error: {now['error']}")
+            if memory and time.monotonic() >= next_sample:
+                figures.peaks.take(chromium_pss=webkit.pss(webkit.processes(page.pid)))
+                figures.peaks.samples += 1
+                next_sample = time.monotonic() + POLL
+            if done(now):
+                return now
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"timed out after {timeout} s; last state {now}")
+            time.sleep(interval)
+
+    with webkit.xvfb() as display, webkit.view(display, home) as page:
+        start = time.monotonic()
+        page.load(url + "/")
+        page.wait("body[data-ready=true], #error:not([hidden])", 120)
+        figures.python_ready_s = time.monotonic() - start
+        log(f"Python ready after {figures.python_ready_s:.1f} s in WebKit; handing over the folder")
+        page.run(PAGE_PROBE)
+        page.run("document.querySelectorAll('input[name=confirm]').forEach((box) => { box.checked = true; }); "
+                 "document.getElementById('agree-continue').click()")
+        page.wait("#step-choose:not([hidden])", 10)
+        page.choose(folder)
+        page.run("window.__bench.handAt = performance.now(); document.getElementById('folder-input').click()")
+        now = until(lambda s: s["scanned"] or s["files"] == 0, 600, 0.1)
+        if now["files"] != expected_files:
+            raise BenchFailure(f"the page received {now['files']} files, the folder has {expected_files}")
+        log(f"scanned {now['files']} files; uploading")
+        page.run("document.getElementById('choose-continue').click(); "
+                 "window.__bench.clickAt = performance.now(); document.getElementById('upload').click()")
+        now = until(lambda s: s["receipt"], 7200, POLL)
+        bench = json.loads(page.run("return JSON.stringify(window.__bench)"))
+        held = json.loads(page.run("return await document.querySelector('script[type=\"py\"][worker]')"
+                                   ".xworker.sync.memory_report()"))
+        figures.packers = len(held["packers"])
+    read_page_timings(bench, now, figures)
+
+
 def read_page_timings(bench: dict[str, Any], state: dict[str, Any], figures: Figures) -> None:
     """Turn the page's timestamps (milliseconds, performance.now()) into the figures."""
     progress = bench["progress"]
     if not progress:
-        raise BenchFailure("window.pcirProgress was never called")
+        raise BenchFailure("the worker sent no progress")
     last = progress[-1][1]
     figures.receipt = state["receipt"]
     figures.files = last["files_total"]
@@ -476,7 +528,7 @@ def report(figures: Figures, what: str) -> list[tuple[str, str]]:
         ("disc", f"{f.files} files, {f.disc_bytes / mb:.1f} MB ({f.disc_bytes / 2**20:.1f} MiB)"),
         ("Python ready (navigate -> data-ready)", f"{f.python_ready_s:.1f} s"),
         ("scan (folder handed -> disc listed)", f"{f.scan_s:.2f} s"),
-        ("  of which Chromium listing the folder", f"{f.listing_s:.2f} s (until the change event)"),
+        ("  of which the browser listing the folder", f"{f.listing_s:.2f} s (until the change event)"),
         ("upload (click -> receipt)", f"{f.upload_s:.1f} s"),
         ("upload speed (disc MB / upload s)", f"{f.disc_bytes / mb / f.upload_s:.1f} MB/s"),
         ("scan + upload", f"{total:.1f} s ({f.disc_bytes / mb / total:.1f} MB/s)"),
@@ -485,14 +537,19 @@ def report(figures: Figures, what: str) -> list[tuple[str, str]]:
          f"{f.bytes_sent / mb:.1f} MB / {f.disc_bytes / mb:.1f} MB = {f.bytes_sent / f.disc_bytes:.3f}"),
         ("progress reports (confirmed chunks)", f"{f.chunks_confirmed}"),
     ]
-    if p.samples:
+    if p.samples and p.worker_wasm:
         rows += [
             ("peak worker wasm memory", f"{p.worker_wasm / 2**20:.0f} MiB"),
             ("peak worker JS heap (used)", f"{p.worker_js_heap / 2**20:.1f} MiB"),
             (f"peak packers' wasm memory ({f.packers} workers)", f"{p.packers_wasm / 2**20:.0f} MiB"),
             ("peak packers' JS heap (used)", f"{p.packers_js_heap / 2**20:.1f} MiB"),
             ("peak page JS heap (used)", f"{p.page_js_heap / 2**20:.1f} MiB"),
-            ("peak Chromium PSS (all processes)", f"{p.chromium_pss / 2**20:.0f} MiB"),
+            ("peak browser PSS (all its processes)", f"{p.chromium_pss / 2**20:.0f} MiB"),
+            ("memory samples", f"{p.samples} (every {POLL} s)"),
+        ]
+    elif p.samples:  # WebKit: the processes' memory only
+        rows += [
+            (f"peak browser PSS (all its processes; {f.packers} packers)", f"{p.chromium_pss / 2**20:.0f} MiB"),
             ("memory samples", f"{p.samples} (every {POLL} s)"),
         ]
     else:
@@ -503,7 +560,7 @@ def report(figures: Figures, what: str) -> list[tuple[str, str]]:
     ]
     width = max(len(k) for k, _ in rows)
     print()
-    print(f"pcir-upload pipeline benchmark of {what}, driven over raw CDP (no Playwright)")
+    print(f"pcir-upload pipeline benchmark of {what}")
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
     return rows
@@ -526,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
                               "SECONDS and print where the time went (slows the run)")
     options.add_argument("--profile-scan", type=float, default=0, metavar="SECONDS",
                          help="the same, from the moment the folder is handed over")
+    options.add_argument("--engine", choices=["chromium", "webkit"], default="chromium",
+                         help="the browser engine: Debian's Chromium over CDP, or WebKitGTK "
+                              "(tests/webkit.py; memory is its processes' PSS only)")
     args = options.parse_args(argv)
     if not (ROOT / "dist" / "index.html").is_file():
         print("dist/ is not built: run `python build.py` first", file=sys.stderr)
@@ -545,11 +605,14 @@ def main(argv: list[str] | None = None) -> int:
     with BenchRun("run", args.keep) as run:
         url = run.start_receiver()
         log(f"receiver at {url}, data in {run.path / 'data'}")
-        contribute(url, folder, len(listing), figures, not args.no_memory, args.profile, args.profile_scan)
+        if args.engine == "webkit":
+            contribute_webkit(url, folder, len(listing), figures, not args.no_memory, run.path / "webkit")
+        else:
+            contribute(url, folder, len(listing), figures, not args.no_memory, args.profile, args.profile_scan)
         log(f"receipt {figures.receipt}; unpacking")
         run.stop_receiver()
         unpack_and_verify(run.path / "data", run.path / "unpacked", folder, figures)
-        what = (str(args.folder) if args.folder else f"--small-files {args.small_files}" if args.small_files
+        what = f"{args.engine}: " + (str(args.folder) if args.folder else f"--small-files {args.small_files}" if args.small_files
                 else f"--size-mib {args.size_mib}{' --one-file' * args.one_file}")
         rows = report(figures, what)
         (OUT / "last-run.json").write_text(json.dumps(

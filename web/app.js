@@ -66,9 +66,33 @@ missingFeatures().then((missing) => {
 const worker = (async () => {
   const element = document.querySelector('script[type="py"][worker]');
   while (!element.xworker) await new Promise((resolve) => setTimeout(resolve, 20));
+  element.xworker.addEventListener('message', ({ data }) => { if (data && data.pcir) fromWorker(data.pcir); });
   await element.xworker.ready;
   return element.xworker.sync;
 })();
+
+// What the worker tells the page, on the worker's own port, in order: what to store (workers
+// have no localStorage, and reaching the page's synchronously needs SharedArrayBuffer, which
+// not every browser has), progress and notices.
+function fromWorker(message) {
+  if (message.kind === 'store') {
+    try {
+      if (message.value === null || message.value === undefined) localStorage.removeItem(message.key);
+      else localStorage.setItem(message.key, message.value);
+    } catch { /* storage refused: no marker, and nothing fails */ }
+  } else if (message.kind === 'progress') showProgress(message.progress);
+  else if (message.kind === 'notice') showNotice(message.text);
+}
+
+// What this page stored before (the session marker, a resumption record), for the worker.
+function stored() {
+  try {
+    return Object.fromEntries(Object.keys(localStorage).filter((key) => key.startsWith('pcir-'))
+      .map((key) => [key, localStorage.getItem(key)]));
+  } catch {
+    return {};
+  }
+}
 
 async function call(name, ...args) {
   return JSON.parse(await (await worker)[name](...args));
@@ -107,6 +131,7 @@ async function startSession(fresh) {
     reconfirm_days: Number(terms.reconfirmDays),
     confirmations: confirmations().map((box) => box.value),
     fresh,
+    stored: stored(),
     packer: new URL('./packer.mjs', import.meta.url).href,  // the worker starts its helpers
   }));
   $('welcome-returning').hidden = !session.returning;
@@ -187,6 +212,9 @@ document.addEventListener('drop', async (event) => {
   const roots = dropRoots(event.dataTransfer);
   if (roots.some((root) => root.isDirectory)) await scanDisc(() => listDrop(roots));
   else if (roots.length) await addDocuments(await listDrop(roots));  // loose files: documents
+  // A browser may hand a page no files from a drop at all (WebKitGTK does): the patient who
+  // dropped a folder is told to use the button, not left waiting for nothing.
+  else $('choose-status').textContent = t('choose.drop-nothing');
 });
 
 async function scanDisc(list) {
@@ -354,7 +382,7 @@ $('choose-again').addEventListener('click', () => show('step-choose'));
 // Step 5: sending.
 let lastSpoken = 0;
 let lastState = 'sending';
-window.pcirProgress = (json) => {
+function showProgress(json) {
   const p = JSON.parse(json);
   const fraction = p.disc_bytes_total ? p.disc_bytes_done / p.disc_bytes_total : (p.done ? 1 : 0);
   $('progress').value = fraction;
@@ -381,12 +409,12 @@ window.pcirProgress = (json) => {
     lastSpoken = now;
     lastState = p.state;
   }
-};
+}
 
-window.pcirNotice = (text) => {
+function showNotice(text) {
   $('upload-notice').textContent = text;
   $('upload-notice').hidden = false;
-};
+}
 
 $('pause').addEventListener('click', async () => {
   await call('pause');

@@ -50,6 +50,7 @@ export const messages = {
   'choose.button': 'Choose the disc or folder…',
   'choose.input-label': 'Choose the disc or folder:',
   'choose.drop': 'Or drop the disc\'s folder here',
+  'choose.drop-nothing': 'This browser did not pass on what was dropped. Please choose the disc\'s folder with the button instead.',
   'choose.scanning': 'Reading the disc…',
   'choose.empty': 'This folder is empty. Please choose the folder of your disc.',
   'choose.no-picker': 'Choose the folder of your disc with the button below.',

@@ -1,10 +1,10 @@
 """What the page's Python worker offers the page: the session, scanning a disc, contributing it.
 
 The page (main thread, JavaScript) lists the chosen folder as [{path, file}] and hands the
-File objects over; only references cross, never contents. Progress goes back through
-`window.pcirProgress`. Answers are JSON; errors come back as plain words for the patient
-plus the technical detail for whoever helps them, never as an exception the page would have
-to interpret.
+File objects over; only references cross, never contents. Progress goes back by messages
+on the worker's port (`topage`). Answers are JSON; errors come back as plain words for the
+patient plus the technical detail for whoever helps them, never as an exception the page
+would have to interpret.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 import js
 from pyodide.ffi import create_once_callable, create_proxy
-from pyscript import window
 
 from pcir_upload.page.upload.contribution import Contribution, ContributionCancelled, Progress
 from pcir_upload.page.package.package import LocalPacker, Packer
@@ -30,6 +29,7 @@ from pcir_upload.page.session.leftovers import large_buffers
 from pcir_upload.page.session.marker import SessionMarker, agreed_again, contributed, parse_marker, still_agreed
 from pcir_upload.page.upload.tus import UploadError
 from pcir_upload.page.browser import storage
+from pcir_upload.page.browser.topage import tell_page
 from pcir_upload.page.browser._js import js_object
 from pcir_upload.page.browser.fetch import FetchTransport
 from pcir_upload.page.browser.files import BrowserDisc
@@ -122,6 +122,7 @@ def session(options: str) -> str:
     chosen = json.loads(options)
     _start_packers(chosen.get("packer"))
     fresh = bool(chosen.get("fresh"))
+    storage.seed(chosen.get("stored") or {})
     marker = None if fresh else parse_marker(storage.load())
     _session = _Session(marker, keep=not fresh)
     returning = still_agreed(marker, chosen["terms_version"], _now(), int(chosen["reconfirm_days"]))
@@ -147,6 +148,7 @@ def agree(options: str) -> str:
 def forget() -> str:
     """The page is about to erase its storage: store nothing more on this visit."""
     _session.keep = False
+    storage.seed({})
     return json.dumps({})
 
 
@@ -291,7 +293,7 @@ async def _recipient(config: dict[str, Any], crypto: WebCrypto) -> Recipient:
 
 
 def _report(progress: Progress) -> None:
-    window.pcirProgress(json.dumps(progress.to_json()))
+    tell_page({"kind": "progress", "progress": json.dumps(progress.to_json())})
 
 
 async def contribute_disc(options: str) -> str:
@@ -339,7 +341,7 @@ async def contribute_disc(options: str) -> str:
             save_record=_save_record,
             resume=_resume_record(),
             wait_online=_wait_online,
-            on_notice=lambda text: window.pcirNotice(text),
+            on_notice=lambda text: tell_page({"kind": "notice", "text": text}),
         )
         receipt = await _contribution.run()
     except ContributionCancelled as exc:

@@ -1,7 +1,8 @@
 """What the queue test and bench/unpackqueue.py share: many contributions made by the page's
 own Python core (Contribution, LocalPacker, the sealer, tus through httpx) against a real
-receiver, the completed uploads put into an S3 store as the S3 receiver keeps them
-(receive/s3keys.py), and workers started as `pcir-upload worker` processes."""
+receiver, either one on a local data folder or a `pcir-upload serve --store s3://...` process
+writing to the object store as an operator runs it (contribute_to_store: receiver, store and
+workers end to end); workers started as `pcir-upload worker` processes."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from contributing import finish, prepare
-from pcir_upload.repository.receive.s3keys import completed_info_key, completed_key
+from pcir_upload.repository.keys import PUBLIC_KEY_NAME
+from pcir_upload.repository.receive.s3keys import completed_info_key, completed_key, completed_prefix
 from pcir_upload.repository.receive.store import completed_uploads
+from receiverproc import ReceiverProcess
 from support import FolderDisc, receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +49,10 @@ def make_small_disc(root: Path, seed: int, size: int) -> Path:
     return root
 
 
-def contribute_many(folder: Path, site: Path, keys: Any, count: int, size: int) -> tuple[Path, list[Made]]:
-    """`count` discs of about `size` bytes contributed at once through one receiver writing to
-    `folder/data`; returns the data folder and what was made."""
-    discs = [make_small_disc(folder / "discs" / f"d{i:03d}", seed=i, size=size) for i in range(count)]
-    data = folder / "data"
+def _contribute(discs: list[Path], keys: Any, endpoint: str) -> list[Made]:
+    """Every disc contributed at once to `endpoint`, each to its receipt."""
 
-    async def all_of_them(endpoint: str) -> list[Made]:
+    async def all_of_them() -> list[Made]:
         runs = await asyncio.gather(*(finish(prepare(endpoint, FolderDisc(d), keys)) for d in discs))
         made = []
         for disc, run in zip(discs, runs):
@@ -60,9 +60,43 @@ def contribute_many(folder: Path, site: Path, keys: Any, count: int, size: int) 
             made.append(Made(disc, run.receipt.contribution_id))
         return made
 
+    return asyncio.run(all_of_them())
+
+
+def _discs(folder: Path, count: int, size: int) -> list[Path]:
+    return [make_small_disc(folder / "discs" / f"d{i:03d}", seed=i, size=size) for i in range(count)]
+
+
+def contribute_many(folder: Path, site: Path, keys: Any, count: int, size: int) -> tuple[Path, list[Made]]:
+    """`count` discs of about `size` bytes contributed at once through one receiver writing to
+    `folder/data`; returns the data folder and what was made."""
+    discs = _discs(folder, count, size)
+    data = folder / "data"
     with receiver(data, site, keys.public) as url:
-        made = asyncio.run(all_of_them(url + "/files/"))
+        made = _contribute(discs, keys, url + "/files/")
     return data, made
+
+
+def contribute_to_store(folder: Path, keys: Any, count: int, size: int, store: str, s3_endpoint: str,
+                        redis_url: str, env: Mapping[str, str]) -> list[Made]:
+    """`count` discs of about `size` bytes contributed at once through a `pcir-upload serve
+    --store STORE` process (credentials in `env`), as an operator runs it."""
+    discs = _discs(folder, count, size)
+    site = folder / "site"  # the page's files are not needed: its core runs here
+    site.mkdir()
+    (site / "index.html").write_text("<!doctype html>")
+    server = ReceiverProcess(folder / "receiver", site, keys.folder / PUBLIC_KEY_NAME, "--store", store,
+                             "--s3-endpoint", s3_endpoint, "--redis", redis_url)
+    server.env.update(env)
+    with server:
+        return _contribute(discs, keys, server.url + "/files/")
+
+
+def completed_ids(client: Any, bucket: str, prefix: str) -> list[str]:
+    """The ids of the completed uploads on the store (those with their .json, s3keys.py)."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=completed_prefix(prefix))
+    keys = [o["Key"] for page in pages for o in page.get("Contents", ())]
+    return sorted(k.rsplit("/", 1)[1][: -len(".json")] for k in keys if k.endswith(".json"))
 
 
 def put_completed(data: Path, client: Any, bucket: str, prefix: str) -> list[str]:

@@ -202,3 +202,51 @@ def test_parts_cover_the_pieces_in_order_and_only_the_last_is_short(sizes: list[
     lengths = [sum(b - a for _, a, b, _ in part) for part in parts]
     assert all(MIN_PART <= n <= MIN_PART + PIECE for n in lengths[:-1])
     assert all(whole == (len(part) == 1) for part in parts for *_, whole in part if len(part) == 1 or not whole)
+
+
+def test_a_client_meets_the_same_limits_whichever_receiver_it_reaches(
+    tmp_path: Path, swift: Swift, redis_server, bucket: str, keys
+) -> None:
+    """The creation rate, the open uploads of a client and those of a contribution are counted in
+    Redis (sharedadmission.py): at the limit both receivers answer 429, and a place freed on
+    one (an upload completed or terminated there) is free on the other."""
+
+    def create(url: str, length: int = 10, who: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(url + "/files/", headers={**TUS, **(who or {}), "Upload-Length": str(length)})
+
+    # Four creations a minute; empty uploads are complete at once, so none stays open.
+    with receivers(2, tmp_path, swift, redis_server.url, bucket, keys, prefix="rate",
+                   limits=Limits(client_creations=4)) as (a, b):
+        assert [create(url, 0).status_code for url in (a, b, a, b)] == [201] * 4
+        for url in (a, b):
+            refused = create(url, 0)
+            assert refused.status_code == 429 and "in the last minute" in refused.text, refused.text
+            assert 1 <= int(refused.headers["Retry-After"]) <= 15  # one more in 15 s at 4 a minute
+
+    # Three uploads unfinished at once per client.
+    with receivers(2, tmp_path, swift, redis_server.url, bucket, keys, prefix="open",
+                   limits=Limits(client_uploads=3)) as (a, b):
+        opened = [create(url) for url in (a, b, a)]
+        assert [r.status_code for r in opened] == [201] * 3
+        for url in (a, b):
+            refused = create(url)
+            assert refused.status_code == 429 and "unfinished" in refused.text, refused.text
+        done = httpx.patch(b + opened[0].headers["Location"], headers={**CHUNK, "Upload-Offset": "0"}, content=b"x" * 10)
+        assert done.status_code == 204
+        assert create(a).status_code == 201  # the completed one's place, taken on the other receiver
+        assert create(b).status_code == 429
+
+    # Two unfinished per contribution; another contribution from the same client is not held up.
+    with receivers(2, tmp_path, swift, redis_server.url, bucket, keys, prefix="secret",
+                   limits=Limits(secret_uploads=2)) as (a, b):
+        who = secret()
+        opened = [create(url, who=who) for url in (a, b)]
+        assert [r.status_code for r in opened] == [201] * 2
+        for url in (a, b):
+            refused = create(url, who=who)
+            assert refused.status_code == 429 and "This contribution" in refused.text, refused.text
+        assert create(b, who=secret()).status_code == 201
+        gone = httpx.delete(a + opened[1].headers["Location"], headers={**TUS, **who})
+        assert gone.status_code == 204
+        assert create(b, who=who).status_code == 201
+        assert create(a, who=who).status_code == 429

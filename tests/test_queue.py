@@ -18,7 +18,7 @@ from objectstore import Redis as RedisServer, Swift
 from pcir_upload.repository.completed import S3Source
 from pcir_upload.repository.receive.s3keys import s3_client
 from pcir_upload.repository.jobs import RETRIES, status
-from queueing import children, cli, contribute_many, put_completed, start_worker
+from queueing import children, cli, completed_ids, contribute_many, contribute_to_store, start_worker
 from support import files_of
 
 PREFIX = "site-a"
@@ -47,13 +47,15 @@ def stop(worker) -> None:
 def test_two_workers_unpack_twenty_contributions_from_swift_once_each_though_one_is_killed(
     tmp_path: Path, keys, swift: Swift, bucket: str
 ) -> None:
-    data, made = contribute_many(tmp_path, tmp_path, keys, count=20, size=150_000)
-    ids = put_completed(data, swift.client(), bucket, PREFIX)
-    assert len(ids) == 20
     store = f"s3://{bucket}/{PREFIX}"
     key, out, env = keys.folder / "private_key.pem", tmp_path / "out", {**swift.env, "AWS_ENDPOINT_URL": swift.endpoint}
     with RedisServer(tmp_path / "redis") as redis_server:
         redis_url = redis_server.url
+        # The contributions arrive as they do in production: the page's core, tus, a receiver
+        # process on the store (its shared state in the same Redis as the queue).
+        made = contribute_to_store(tmp_path, keys, 20, 150_000, store, swift.endpoint, redis_url, swift.env)
+        ids = completed_ids(swift.client(), bucket, PREFIX)
+        assert len(ids) == 20
         first = cli("enqueue", "--store", store, "--redis", redis_url, env=env)
         again = cli("enqueue", "--store", store, "--redis", redis_url, env=env)
         assert first.stdout.startswith("20 job(s) added, 0 known"), first.stdout + first.stderr

@@ -79,6 +79,19 @@ class CreationRate:
         return len(self._buckets)
 
 
+def client_busy(limits: Limits) -> TooMany:
+    return TooMany(f"This address has {limits.client_uploads} uploads unfinished already; "
+                   "finish or cancel some first", BUSY_RETRY_AFTER)
+
+
+def client_too_fast(limits: Limits, wait: float) -> TooMany:
+    return TooMany(f"This address started {limits.client_creations} uploads in the last minute; slow down", wait)
+
+
+def owner_busy(limits: Limits) -> TooMany:
+    return TooMany(f"This contribution has {limits.secret_uploads} uploads unfinished already", BUSY_RETRY_AFTER)
+
+
 def disk_free(path: Path) -> tuple[int, int]:
     """Free bytes and free inodes for an unprivileged writer, on `path`'s file system."""
     st = os.statvfs(path)
@@ -97,15 +110,12 @@ class Admission:
         limits, index = self.limits, self.index
         if client is not None:
             if index.open_for_client(client) >= limits.client_uploads:
-                raise TooMany(f"This address has {limits.client_uploads} uploads unfinished already; "
-                              "finish or cancel some first", BUSY_RETRY_AFTER)
+                raise client_busy(limits)
             wait = self.rate.take(client)
             if wait:
-                raise TooMany(f"This address started {limits.client_creations} uploads in the last "
-                              "minute; slow down", wait)
+                raise client_too_fast(limits, wait)
         if owner is not None and index.open_for_owner(owner) >= limits.secret_uploads:
-            raise TooMany(f"This contribution has {limits.secret_uploads} uploads unfinished already",
-                          BUSY_RETRY_AFTER)
+            raise owner_busy(limits)
         self.quota(RECORD_BYTES + (length or 0))
         await self.disk(length or 0)
 

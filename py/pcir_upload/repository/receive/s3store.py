@@ -17,7 +17,7 @@ as S3 takes no shorter part but the last.
 Any receiver serves any request. "Who is writing" is a lease in Redis (SET NX PX, renewed
 while the request runs), so a receiver that dies holds an upload for at most LEASE seconds;
 the rest lives in Redis too (which uploads a contribution has unfinished, which were
-terminated, which partials went into which final) or in the store. Swift's s3api refuses
+terminated, which partials went into which final, the per-client limits: sharedadmission.py) or in the store. Swift's s3api refuses
 If-Match on PUT (501) but honours If-None-Match: *, used where an object is written once.
 """
 
@@ -40,10 +40,11 @@ import anyio
 import anyio.to_thread
 from botocore.exceptions import ClientError
 
-from pcir_upload.repository.receive.admission import Admission, Refused
+from pcir_upload.repository.receive.admission import Refused
 from pcir_upload.repository.receive.index import Entry, UploadIndex, timestamp
 from pcir_upload.repository.receive.limits import Limits
 from pcir_upload.repository.receive.s3keys import S3Location, completed_info_key, completed_key, completed_prefix
+from pcir_upload.repository.receive.sharedadmission import SharedAdmission
 from pcir_upload.repository.receive.store import (
     MAX_CONTRIBUTION_SIZE,
     MAX_UPLOAD_SIZE,
@@ -123,13 +124,6 @@ class _Leases:
             raise UploadBusy(upload_id)
 
 
-class _NoDisk(Admission):
-    """The object store has no disk that fills up: only the quota and the per-client limits."""
-
-    async def disk(self, more: int) -> None:
-        return None
-
-
 def _upload(state: dict[str, Any]) -> Upload:
     pieces = state.get("pieces", ())
     return Upload(
@@ -161,10 +155,10 @@ class S3UploadStore:
         self.max_size = max_size
         self.max_contribution_size = max_contribution_size
         self.limits = limits
-        # What this receiver itself is writing right now: the per-client limits and the quota
-        # count that, per receiver (docs/SCALING.md says so).
+        # What this receiver itself is writing right now: the quota counts that, per receiver
+        # (docs/SCALING.md says so); the per-client and per-contribution limits are in Redis.
         self.index = UploadIndex()
-        self.admission = _NoDisk(None, limits, self.index)  # type: ignore[arg-type]
+        self.admission = SharedAdmission(limits, self.index, self.redis, self.rkey)
         self.leases = _Leases(self)
         self._redis: Any = None
         self._redis_loop: object = None
@@ -303,8 +297,8 @@ class S3UploadStore:
         limit = self._limit(partial)
         if length is not None and length > limit:
             raise UploadTooLarge(f"{length} bytes is more than the {limit} this server accepts")
-        await self.admission.creation(client, owner, length)
         upload_id = secrets.token_urlsafe(24)
+        await self.admission.admit(upload_id, client, owner, length)
         self.index.put(upload_id, Entry(owner, client, length, 0, partial, None, time.time()))
         redis = self.redis()
         if owner is not None:
@@ -324,12 +318,15 @@ class S3UploadStore:
             await anyio.to_thread.run_sync(lambda: self._put_json(self._state_key(upload_id), state, once=True))
         except BaseException:
             self.index.remove(upload_id)
-            if owner is not None:
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                await self.admission.closed(upload_id, owner)
+                if owner is not None:
                     await redis.srem(self.rkey("owned", owner), upload_id)
             raise
         # The index counts what this receiver is writing; the upload is the store's now.
         self.index.remove(upload_id)
+        if partial and length == end:
+            await self.admission.closed(upload_id, owner)  # whole: it waits for its final only
         log.log(logging.DEBUG if partial else logging.INFO, "%s %s created: length %s, %d bytes with it",
                 "partial upload" if partial else "upload", upload_id, length if length is not None else "deferred", end)
         if completed is not None:
@@ -461,8 +458,11 @@ class S3UploadStore:
             finally:
                 self.index.remove(upload_id)
             end = sum(size for _, size in state["pieces"])
-            if not upload.partial and total is not None and end == total:
-                await self._complete(state)
+            if total is not None and end == total:
+                if upload.partial:
+                    await self.admission.closed(upload_id, upload.owner)
+                else:
+                    await self._complete(state)
         return end
 
     async def _complete(self, state: dict[str, Any]) -> Upload:
@@ -478,6 +478,7 @@ class S3UploadStore:
             lambda: self._put_json(completed_info_key(self.location.prefix, upload_id), info, once=True)
         )
         await anyio.to_thread.run_sync(self._delete, [self._state_key(upload_id), *(k for k, _ in pieces)])
+        await self.admission.closed(upload_id, upload.owner)
         if upload.owner is not None:
             await self.redis().srem(self.rkey("owned", upload.owner), upload_id)
         log.info("upload %s completed: %d bytes", upload_id, upload.offset)
@@ -576,6 +577,7 @@ class S3UploadStore:
                 return False
             keys = [completed_info_key(self.location.prefix, upload_id), completed_key(self.location.prefix, upload_id)]
         await anyio.to_thread.run_sync(self._delete, keys)
+        await self.admission.closed(upload_id, state.get("owner"))
         if state.get("owner") is not None:
             await self.redis().srem(self.rkey("owned", state["owner"]), upload_id)
         return True

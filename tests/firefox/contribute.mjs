@@ -30,6 +30,7 @@ const browser = await puppeteer.launch({
   },
 });
 const result = { errors: [] };
+const WORKER = 120000;  // ms
 
 async function chrome(expression) {
   const tree = await browser.connection.send('browsingContext.getTree', { 'moz:scope': 'chrome' });
@@ -51,19 +52,23 @@ await chrome(`(() => {
   return true;
 })()`);
 
+let pages = 0;
 async function chooseFolder(page) {
+  // The tab is found by its window's name: a page just closed may still be among the tabs.
+  const name = `pcir-page-${++pages}`;
+  await page.evaluate((name) => { window.name = name; }, name);
   await chrome(`(async () => {
-    const tab = gBrowser.browsers.findLast((b) => b.currentURI.spec.startsWith(${JSON.stringify(url)}));
+    const tab = gBrowser.browsers.find((b) => b.browsingContext?.name === ${JSON.stringify(name)});
     return tab.browsingContext.currentWindowGlobal.getActor('PcirFolder')
       .sendQuery('folder', { id: 'folder-input', path: ${JSON.stringify(folder)} });
   })()`);
-  await page.waitForSelector('#discs li, #error:not([hidden])', { timeout: 60000 });
+  await page.waitForSelector('#discs li, #error:not([hidden])', { timeout: WORKER });
   await noError(page);
 }
 
 async function chooseDocuments(page) {
   await (await page.$('#documents-input')).uploadFile(...papers);
-  await page.waitForSelector(`#documents li:nth-child(${papers.length}), #error:not([hidden])`, { timeout: 60000 });
+  await page.waitForSelector(`#documents li:nth-child(${papers.length}), #error:not([hidden])`, { timeout: WORKER });
   await noError(page);
 }
 
@@ -93,7 +98,9 @@ try {
   await page.click('#start');
   for (const box of await page.$$('input[name=confirm]')) await box.click();
   await page.click('#agree-continue');
-  await page.waitForSelector('#step-choose:not([hidden])');
+  // Every wait on the worker is generous: on a loaded machine it may be busy for tens of
+  // seconds starting the packers (a wait ends as soon as the page is there).
+  await page.waitForSelector('#step-choose:not([hidden])', { timeout: WORKER });
   result.at = 'choosing';  // where it was, should it fail
   await chooseFolder(page);
   await chooseDocuments(page);
@@ -147,6 +154,8 @@ try {
       missing: document.getElementById('terms-missing')?.hidden,
       boxes: Array.from(document.querySelectorAll('input[name=confirm]'), (b) => b.checked),
       text: document.getElementById('progress-text')?.innerText,
+      chooseStatus: document.getElementById('choose-status')?.innerText,
+      folderFiles: document.getElementById('folder-input')?.files.length,
     })).catch(String));
   }
 } finally {

@@ -253,6 +253,27 @@ def test_pause_stops_sending_and_resume_goes_on(net, tmp_path, keys) -> None:
     assert states.index("paused") < len(states) - 1 - states[::-1].index("sending")
 
 
+def test_paused_before_it_starts_it_sends_nothing_until_resumed(net, tmp_path, keys) -> None:
+    """The patient pressed Pause while the page was still starting: "Carry on" on screen
+    must mean nothing is being sent."""
+    proxy, data = net
+    folder = make_disc(tmp_path / "small", size=300_000)
+
+    async def go() -> tuple[Run, int]:
+        run = prepare(endpoint(proxy), FolderDisc(folder), keys)
+        run.contribution.pause()
+        task = asyncio.ensure_future(finish(run))
+        await asyncio.sleep(0.5)  # time for requests to go out, were any let through
+        sent_while_paused = len(proxy.requests)
+        assert run.progress and run.progress[-1].state == "paused"
+        run.contribution.resume()
+        return await task, sent_while_paused
+
+    run, sent_while_paused = asyncio.run(go())
+    assert sent_while_paused == 0
+    arrived_intact(data, keys, tmp_path / "out", run, folder)
+
+
 def test_cancel_deletes_everything_the_server_holds(net, tmp_path, keys, folder, capsys) -> None:
     proxy, data = net
     proxy.throttle(2_000_000)

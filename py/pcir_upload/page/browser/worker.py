@@ -69,6 +69,9 @@ _discs: list[_Disc] = []
 _documents: list[_Document] = []
 _session = _Session(None, keep=True)
 _contribution: Contribution | None = None  # the one being sent, for pause, resume and cancel
+# Pause pressed while the contribution is still being set up (config, packers, key): it
+# takes effect the moment the contribution exists, rather than being lost.
+_pause_wanted = False
 _packers: PackerPool | None = None
 _wheels: list[str] = []  # the wheels this worker loaded, by URL
 _ONLINE_PATIENCE = 30  # seconds of "offline" before trying the network anyway
@@ -187,12 +190,16 @@ async def _wait_online() -> None:
 
 
 def pause() -> str:
+    global _pause_wanted
+    _pause_wanted = True
     if _contribution is not None:
         _contribution.pause()
     return json.dumps({})
 
 
 def resume() -> str:
+    global _pause_wanted
+    _pause_wanted = False
     if _contribution is not None:
         _contribution.resume()
     return json.dumps({})
@@ -298,7 +305,8 @@ def _report(progress: Progress) -> None:
 
 async def contribute_disc(options: str) -> str:
     """Package, seal and upload the discs and documents in hand; answer with the receipt."""
-    global _contribution
+    global _contribution, _pause_wanted
+    _pause_wanted = False
     if not _discs and not _documents:
         return json.dumps({"error": "Please choose the disc first."})
     if _session.terms is None or _session.marker is None:
@@ -343,6 +351,8 @@ async def contribute_disc(options: str) -> str:
             wait_online=_wait_online,
             on_notice=lambda text: tell_page({"kind": "notice", "text": text}),
         )
+        if _pause_wanted:
+            _contribution.pause()
         receipt = await _contribution.run()
     except ContributionCancelled as exc:
         _forget_contents()

@@ -250,8 +250,8 @@ class Contribution:
 
     def pause(self) -> None:
         """Stop sending now (requests in flight are aborted); `resume()` goes on from what the
-        server confirmed."""
-        if self.state in ("sending", "waiting", "finishing"):
+        server confirmed. Before `run()` too: it then sends nothing until resumed."""
+        if self.state in ("new", "sending", "waiting", "finishing"):
             self._link.pause()
             self._report()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,29 @@ def test_cuts_refusals_and_a_slow_link(browser, proxied, keys, disc, tmp_path) -
     proxy.drop_connections()  # the Wi-Fi drops everything at once
     code = finished(page)
     assert proxy.faults_left() == 0
+    arrived(data, keys, tmp_path, disc, code)
+    page.close()
+
+
+def test_trying_again_counts_down(browser, proxied, keys, disc, tmp_path) -> None:
+    """A server that asks for six seconds: the page counts them down, each second, to the try
+    (and not back up when another upload's progress comes in meanwhile), then finishes."""
+    url, data, proxy = proxied
+    page = begin(browser, url, disc)
+    proxy.throttle(3_000_000)
+    page.click("#upload")
+    wait_until(lambda: progress(page) > 0, what="the first confirmed chunk")
+    proxy.answer(503, retry_after=6, path="/files/")
+    seen: list[int] = []
+    deadline = time.monotonic() + 30
+    while proxy.faults_left() or not seen or "Trying again in" in page.inner_text("#progress-text"):
+        assert time.monotonic() < deadline, f"no countdown to its end: saw {seen}"
+        match = re.search(r"Trying again in (\d+) s", page.inner_text("#progress-text"))
+        if match and (not seen or seen[-1] != int(match[1])):
+            seen.append(int(match[1]))
+        time.sleep(0.1)
+    assert seen == sorted(seen, reverse=True) and len(seen) >= 4 and seen[-1] <= 2, seen
+    code = finished(page)
     arrived(data, keys, tmp_path, disc, code)
     page.close()
 

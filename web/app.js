@@ -390,8 +390,9 @@ function showProgress(json) {
     t('upload.progress', { done: megabytes(p.disc_bytes_done), total: megabytes(p.disc_bytes_total) }),
     t('upload.files', { done: p.files_done, total: p.files_total }),
   ];
+  countDown(p.state === 'waiting' ? p.next_try : null);
   if (p.state === 'paused') parts.push(t('upload.paused'));
-  else if (p.state === 'waiting') parts.push(p.next_try == null ? t('upload.offline') : t('upload.retry-in', { seconds: Math.ceil(p.next_try) }));
+  else if (p.state === 'waiting') parts.push(p.next_try == null ? t('upload.offline') : waitingText());
   else if (p.state === 'finishing') parts.push(t('upload.finishing'));
   else {
     if (p.speed) parts.push(speed(p.speed));
@@ -409,6 +410,34 @@ function showProgress(json) {
     lastSpoken = now;
     lastState = p.state;
   }
+}
+
+// "Trying again in N s" counts down each second to the try the upload's link has set (the
+// worker says how long once, when the wait starts). A screen reader heard the line when the
+// wait began; the ticks after it are for the eye only, so the region is busy meanwhile.
+let retryAt = null;
+let retryTimer = null;
+function waitingText() {
+  const seconds = Math.ceil((retryAt - Date.now()) / 1000);
+  return seconds > 0 ? t('upload.retry-in', { seconds }) : t('upload.retry-now');
+}
+function countDown(nextTry) {
+  const region = $('progress-text');
+  if (nextTry == null) {
+    retryAt = null;
+    clearInterval(retryTimer);
+    retryTimer = null;
+    region.removeAttribute('aria-busy');
+    return;
+  }
+  retryAt = Date.now() + nextTry * 1000;
+  if (retryTimer !== null) return;
+  retryTimer = setInterval(() => {
+    region.setAttribute('aria-busy', 'true');
+    const line = region.textContent.split(' · ');
+    line[line.length - 1] = waitingText();
+    region.textContent = line.join(' · ');
+  }, 1000);
 }
 
 function showNotice(text) {

@@ -113,6 +113,7 @@ export const messages = {
   'upload.paused': 'Paused. Nothing is being sent; press "Carry on" when you are ready.',
   'upload.offline': 'Waiting for the internet connection to come back…',
   'upload.retry-in': 'The connection was interrupted. Trying again in {seconds} s…',
+  'upload.retry-now': 'The connection was interrupted. Trying again now…',
   'upload.finishing': 'Nearly done: the repository is putting your contribution together…',
   'upload.cancelled': 'Sending was cancelled, and the repository was asked to delete what it had received.',
   'upload.leave-warning': 'Your images are still being sent. If you leave now, you will have to start again.',

@@ -211,7 +211,7 @@ class Contribution:
         self._single: Upload | None = None
         self._finishing = False
         self._waits = 0
-        self._next_try: float | None = None
+        self._next_try_at: float | None = None  # the clock's time of the next try, while waiting
         self._moved = asyncio.Event()  # the contiguous prefix of confirmed chunks grew
         self.state = "new"
         self.notices: list[str] = []
@@ -590,7 +590,7 @@ class Contribution:
     def _on_wait(self, waiting: bool, seconds: float | None) -> None:
         if waiting:
             self._waits += 1
-            self._next_try = seconds
+            self._next_try_at = None if seconds is None else self._clock() + seconds
         else:
             self._waits -= 1
         self._report()
@@ -615,7 +615,10 @@ class Contribution:
             self._files_total if done else self._files_done, self._files_total,
             self._disc_total if done else self._disc_done, self._disc_total,
             self._bytes_sent, self._speed, left, done=done, state=state,
-            next_try=self._next_try if state == "waiting" else None,
+            # From now, not from when the wait began: a report in the middle of a wait (another
+            # upload's progress) must not set the page's countdown back.
+            next_try=(max(0.0, self._next_try_at - self._clock())
+                      if state == "waiting" and self._next_try_at is not None else None),
         ))
 
     def _notice(self, text: str) -> None:

@@ -107,10 +107,16 @@ async function call(name, ...args) {
 // BroadcastChannel reaches only the ends open when it is posted: one posted before the
 // worker has opened its end is lost, and the worker would wait for it in vain (a patient who
 // agreed while Python was still loading, and chose the disc at once, was told the folder
-// could not be read). So nothing is posted before the worker says it listens.
+// could not be read). So nothing is posted before the worker's end says it listens, on the
+// channel itself: an end returned by its constructor may not be registered yet (Firefox
+// registers it with its parent process afterwards), and the worker's hello comes through
+// only once it is.
 const LISTING_PART = 500;
 const listingChannel = new BroadcastChannel(`pcir-listings-${crypto.randomUUID()}`);
-const listening = worker.then((sync) => sync.listen(listingChannel.name));
+const listening = new Promise((resolve) => {
+  listingChannel.addEventListener('message', ({ data }) => { if (data && data.pcirListening) resolve(); });
+  worker.then((sync) => sync.listen(listingChannel.name));
+});
 let listings = 0;
 async function callWithListing(name, entries) {
   const id = ++listings;

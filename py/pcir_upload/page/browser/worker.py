@@ -94,12 +94,16 @@ _channel: Any = None  # where the page sends listings (app.js, callWithListing)
 
 
 def listen(name: str) -> str:
-    """Open our end of the page's listing channel. The page posts no listing before this
-    answers: a message posted before an end is open never reaches it."""
+    """Open our end of the page's listing channel and say so on it. The page posts no listing
+    before it hears us there: a message posted before an end is open never reaches it, and an
+    end is open only once the browser has registered it, which in Firefox happens after the
+    constructor returns (the hello arrives after the registration, so the page's listings do
+    too)."""
     global _channel
     if _channel is None:
         _channel = js.BroadcastChannel.new(name)
         _channel.addEventListener("message", create_proxy(_message))
+    _channel.postMessage(js_object({"pcirListening": True}))
     return json.dumps({})
 
 

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cdp import CDP, CDPError, Chromium  # noqa: E402
+from cdp import CDP, CDPError, Chromium, memory_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -489,7 +489,7 @@ def webkit_visits(server: Server, runs: int, workdir: Path) -> list[dict[str, An
                     elif time.monotonic() - start > 120:
                         raise BenchFailure("WebKit: Python not ready in 120 s")
                     time.sleep(0.05)
-                memory = webkit.pss(webkit.processes(page.pid))
+                memory = memory_bytes(webkit.processes(page.pid))
             served = server.take()
             pair[name] = {"welcome_s": round(welcome, 3), "ready_s": round(ready, 3),
                           "server_responses": len(served), "server_body_bytes": sum(r["bytes"] for r in served),

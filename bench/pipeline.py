@@ -421,7 +421,7 @@ def contribute_webkit(url: str, folder: Path, expected_files: int, figures: Figu
             if now["error"]:
                 raise BenchFailure(f"the page shows an error: {now['error']}")
             if memory and time.monotonic() >= next_sample:
-                figures.peaks.take(chromium_pss=webkit.pss(webkit.processes(page.pid)))
+                figures.peaks.take(chromium_pss=memory_bytes(webkit.processes(page.pid)))
                 figures.peaks.samples += 1
                 next_sample = time.monotonic() + POLL
             if done(now):

@@ -7,6 +7,7 @@ workers end to end); workers started as `pcir-upload worker` processes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from contributing import finish, prepare
+from pcir_upload.page.disc.discovery import scan_disc
 from pcir_upload.repository.keys import PUBLIC_KEY_NAME
 from pcir_upload.repository.receive.s3keys import completed_info_key, completed_key, completed_prefix
 from pcir_upload.repository.receive.store import completed_uploads
@@ -49,11 +51,19 @@ def make_small_disc(root: Path, seed: int, size: int) -> Path:
     return root
 
 
-def _contribute(discs: list[Path], keys: Any, endpoint: str) -> list[Made]:
-    """Every disc contributed at once to `endpoint`, each to its receipt."""
+def _contribute(discs: list[Path], keys: Any, endpoint: str, scan: bool = False) -> list[Made]:
+    """Every disc contributed at once to `endpoint`, each to its receipt; with `scan`, each
+    file's role as the page's scan finds it (de-identification goes by it)."""
+
+    async def one(folder: Path) -> Any:
+        disc = FolderDisc(folder)
+        if scan:
+            roles = (await scan_disc(disc.listing, disc)).roles
+            disc.listing = [dataclasses.replace(f, role=roles.get(f.path)) for f in disc.listing]
+        return await finish(prepare(endpoint, disc, keys))
 
     async def all_of_them() -> list[Made]:
-        runs = await asyncio.gather(*(finish(prepare(endpoint, FolderDisc(d), keys)) for d in discs))
+        runs = await asyncio.gather(*(one(d) for d in discs))
         made = []
         for disc, run in zip(discs, runs):
             assert run.error is None, run.error
@@ -70,10 +80,14 @@ def _discs(folder: Path, count: int, size: int) -> list[Path]:
 def contribute_many(folder: Path, site: Path, keys: Any, count: int, size: int) -> tuple[Path, list[Made]]:
     """`count` discs of about `size` bytes contributed at once through one receiver writing to
     `folder/data`; returns the data folder and what was made."""
-    discs = _discs(folder, count, size)
+    return contribute_discs(folder, site, keys, _discs(folder, count, size))
+
+
+def contribute_discs(folder: Path, site: Path, keys: Any, discs: list[Path], scan: bool = False) -> tuple[Path, list[Made]]:
+    """These disc folders contributed at once through one receiver writing to `folder/data`."""
     data = folder / "data"
     with receiver(data, site, keys.public) as url:
-        made = _contribute(discs, keys, url + "/files/")
+        made = _contribute(discs, keys, url + "/files/", scan)
     return data, made
 
 

@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -486,3 +487,67 @@ def test_pixel_data_is_copied_in_pieces_byte_for_byte(tmp_path: Path, monkeypatc
     if shutil.which("dcmdump"):
         dump = subprocess.run(["dcmdump", "-q", str(released)], capture_output=True, text=True, check=False)
         assert dump.returncode == 0 and "E:" not in dump.stderr
+
+
+def _attempt(folder: Path, out: Path, secret: bytes, killed_after_moves: int = 0) -> int:
+    """deidentify_contribution in a process of its own, SIGKILLed (by itself, as a machine
+    dies) right after its `killed_after_moves`-th rename into place; its wait status."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if killed_after_moves:
+                moves, replace = [0], os.replace
+
+                def moving(source, target):
+                    replace(source, target)
+                    moves[0] += 1
+                    if moves[0] == killed_after_moves:
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+                os.replace = moving
+            deid_run.deidentify_contribution(folder, out, secret)
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1]
+
+
+def test_an_attempt_killed_while_moving_into_place_counts_for_nothing_and_is_redone_the_same(
+        tmp_path: Path, study: tuple[Path, dict[str, Path]]) -> None:
+    unpacked, _ = study
+    secret, whole, out = b"k" * 32, tmp_path / "whole", tmp_path / "out"
+    deid_run.deidentify_contribution(unpacked / CID_A, whole, secret)
+    assert json.loads((whole / "review" / CID_A / "report.json").read_text())["released"] >= 3
+    status = _attempt(unpacked / CID_A, out, secret, killed_after_moves=2)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    # Two released files are in place, each whole; no report, no done marker: nothing says
+    # the contribution is done, and the review page does not list it.
+    placed = [p for p in (out / "released").rglob("*") if p.is_file()]
+    assert len(placed) == 2 and all(p.read_bytes() == (whole / p.relative_to(out)).read_bytes() for p in placed)
+    assert not (out / "review").exists() and not (out / ".done").exists()
+    assert any(p.is_file() for p in (out / ".scratch" / CID_A).rglob("*"))
+    assert deid_run.deidentify_contribution(unpacked / CID_A, out, secret).endswith("for review")
+    assert _snapshot(out) == _snapshot(whole)  # the scratch folder of the killed attempt gone too
+
+
+def test_attempts_at_once_make_one_result(tmp_path: Path, study: tuple[Path, dict[str, Path]]) -> None:
+    """Queued jobs of one contribution may run at once (a worker thought dead that was only
+    cut off): whichever finishes first, the others change nothing of its result."""
+    unpacked, _ = study
+    secret, whole, out = b"k" * 32, tmp_path / "whole", tmp_path / "out"
+    deid_run.deidentify_contribution(unpacked / CID_A, whole, secret)
+    pids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                deid_run.deidentify_contribution(unpacked / CID_A, out, secret)
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    assert 0 in codes and set(codes) <= {0, 1}
+    assert _snapshot(out) == _snapshot(whole)

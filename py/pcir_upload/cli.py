@@ -148,7 +148,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"pcir-upload worker: cannot use the private key {args.private_key}: {exc}", file=sys.stderr)
         return 1
-    run_worker(Setup(source, private_keys, args.out), Redis.from_url(args.redis),
+    deidentify = None
+    if (args.deidentify_out is None) != (args.secret is None):
+        print("pcir-upload worker: --deidentify-out and --secret go together", file=sys.stderr)
+        return 1
+    if args.secret is not None:
+        from pcir_upload.repository.deidentify.secret import SecretError, load_secret
+        from pcir_upload.repository.jobs import Deidentify
+
+        try:
+            deidentify = Deidentify(args.deidentify_out, load_secret(args.secret, create=False))
+        except (OSError, SecretError) as exc:
+            print(f"pcir-upload worker: cannot use the secret {args.secret}: {exc}", file=sys.stderr)
+            return 1
+    run_worker(Setup(source, private_keys, args.out, deidentify), Redis.from_url(args.redis),
                heartbeat=args.heartbeat, burst=args.burst, name=args.name)
     return 0
 
@@ -315,15 +328,22 @@ def parser() -> argparse.ArgumentParser:
     store_arguments(p)
     p.set_defaults(run=cmd_enqueue)
 
-    p = commands.add_parser("worker", help="run queued unpack jobs (several may run, on several machines)",
+    p = commands.add_parser("worker", help="run queued unpack (and deidentify) jobs (several may run, on several machines)",
                             description="Take unpack jobs from the queue and unpack each upload from STORE "
-                            "into OUT, as `unpack` does: every attempt in a scratch folder of its own, moved "
-                            "into place when whole. A job whose worker dies is run again by another. OUT is "
-                            "shared by all workers (docs/SCALING.md). SIGTERM stops after the current job.")
+                            "into OUT, as `unpack` does, and with --deidentify-out each unpacked contribution into "
+                            "DIR, as `deidentify` does: every attempt in a scratch folder of its own, moved "
+                            "into place when whole. A job whose worker dies is run again by another. OUT and DIR "
+                            "are shared by all workers (docs/SCALING.md). SIGTERM stops after the current job.")
     store_arguments(p)
     p.add_argument("--private-key", type=Path, required=True, metavar="FILE",
                    help=f"the repository's private key ({PRIVATE_KEY_NAME})")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="where to write contributions")
+    p.add_argument("--deidentify-out", type=Path, metavar="DIR",
+                   help="also de-identify each contribution once unpacked, as a job of its own, into DIR "
+                   "(as `deidentify --out DIR` does; needs --secret)")
+    p.add_argument("--secret", type=Path, metavar="FILE",
+                   help="the repository's de-identification secret, made before (by `deidentify`): the same "
+                   "file on every worker; a worker never makes one")
     p.add_argument("--heartbeat", type=int, default=10, metavar="S",  # jobs.HEARTBEAT, unimported (rq is slow to import)
                    help="seconds between a running job's heartbeats; a job that misses two is run "
                    "again elsewhere (default: 10)")

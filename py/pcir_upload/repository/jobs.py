@@ -13,6 +13,15 @@ misses two in a row counts as abandoned, and the next worker's maintenance (ever
 `heartbeat` seconds, one worker at a time) puts it back on the queue. RQ's own margin is a
 fixed minute; here it is the heartbeat, so a dead machine's job is taken up again within
 seconds (docs/SCALING.md).
+
+De-identification follows as a job of its own, on its own queue, when the workers are given
+`--deidentify-out` and `--secret`: an unpack job, once its upload is delivered (now or by an
+earlier attempt), adds `deidentify-<contribution id>` (unique, as above), so a job lost
+between delivery and that step is added by the unpack job's rerun. Workers take these
+first, finishing contributions before opening more. Each attempt de-identifies in a scratch
+folder of its own and moves the result into place only when whole (deidentify/run.py);
+what is true is `DEIDENTIFY_OUT/.done/<contribution id>` and the files, so this job too is
+simply run again when its worker dies.
 """
 
 from __future__ import annotations
@@ -26,22 +35,35 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Retry, Worker
+from rq import Queue, Retry, Worker, get_current_job
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
 from pcir_upload.repository.completed import Source
+from pcir_upload.repository.deidentify.run import deidentify_contribution
 from pcir_upload.repository.keys import PrivateKeys
 from pcir_upload.repository.unpack import UnpackError, delivered, describe, unpack_upload
 
 QUEUE = "pcir-unpack"
+DEIDENTIFY_QUEUE = "pcir-deidentify"
+DEIDENTIFY_PREFIX = "deidentify-"  # job ids share one namespace in Redis with the upload ids
 RETRIES = 2  # after a worker died, or a failure (a refused upload fails the same way each time)
 HEARTBEAT = 10  # seconds
 READERS = 8  # uploads `enqueue` reads from the store at once
 # A job may take this long plus a second per 2 MB before RQ stops it: no disc unpacks slower.
 BASE_TIMEOUT, TIMEOUT_BYTES_PER_SECOND = 600, 2_000_000
+# De-identification reads images (OCR of every frame that may carry text): slower per byte.
+DEIDENTIFY_BYTES_PER_SECOND = 500_000
 
 log = logging.getLogger("pcir_upload.jobs")
+
+
+@dataclass(frozen=True)
+class Deidentify:
+    """Where de-identified contributions go, and the repository's secret (made elsewhere)."""
+
+    out: Path
+    secret: bytes
 
 
 @dataclass(frozen=True)
@@ -51,25 +73,57 @@ class Setup:
     source: Source
     keys: PrivateKeys
     out: Path
+    deidentify: Deidentify | None = None
 
 
 _setup: Setup | None = None
 
 
+def _current() -> Setup:
+    if _setup is None:
+        raise RuntimeError("jobs run only in `pcir-upload worker`")
+    return _setup
+
+
 def unpack_job(upload_id: str) -> str:
     """Unpack one upload (the job RQ runs); returns the line `unpack` would print."""
-    if _setup is None:
-        raise RuntimeError("unpack_job runs only in `pcir-upload worker`")
-    out = _setup.out
+    setup = _current()
+    out = setup.out
     done = delivered(upload_id, out)
     if done is None:
-        upload = _setup.source.get(upload_id)
+        upload = setup.source.get(upload_id)
         if upload is None:
-            raise UnpackError(f"upload {upload_id} is not complete in {_setup.source} (or has expired)")
-        done = unpack_upload(upload_id, upload, _setup.keys, out, log.info, attempt=f"-{secrets.token_hex(6)}")
+            raise UnpackError(f"upload {upload_id} is not complete in {setup.source} (or has expired)")
+        done = unpack_upload(upload_id, upload, setup.keys, out, log.info, attempt=f"-{secrets.token_hex(6)}")
     _remove_attempts(out, upload_id)
+    if setup.deidentify is not None:
+        job = get_current_job()
+        assert job is not None
+        _enqueue_deidentify(Queue(DEIDENTIFY_QUEUE, connection=job.connection), done.contribution_id, done.bytes)
     log.info("%s", describe(done))
     return describe(done)
+
+
+def _enqueue_deidentify(queue: Queue, contribution_id: str, size: int) -> None:
+    try:
+        queue.enqueue_call(
+            deidentify_job, args=(contribution_id,), job_id=DEIDENTIFY_PREFIX + contribution_id, unique=True,
+            timeout=BASE_TIMEOUT + size // DEIDENTIFY_BYTES_PER_SECOND, result_ttl=-1,
+            retry=Retry(max=RETRIES), description=f"deidentify {contribution_id} ({size} bytes)",
+        )
+    except DuplicateJobError:  # an earlier attempt of the unpack job added it
+        pass
+
+
+def deidentify_job(contribution_id: str) -> str:
+    """De-identify one unpacked contribution (the job RQ runs); returns the line `deidentify` prints."""
+    setup = _current()
+    if setup.deidentify is None:
+        raise RuntimeError("this worker was started without --deidentify-out")
+    line = f"{contribution_id}: " + deidentify_contribution(setup.out / contribution_id, setup.deidentify.out,
+                                                           setup.deidentify.secret)
+    log.info("deidentified     %s", line)
+    return line
 
 
 def _remove_attempts(out: Path, upload_id: str) -> None:
@@ -137,8 +191,12 @@ def run_worker(setup: Setup, redis: Redis, *, heartbeat: int = HEARTBEAT, burst:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     setup.out.mkdir(parents=True, exist_ok=True)
+    queues = [Queue(QUEUE, connection=redis)]
+    if setup.deidentify is not None:
+        setup.deidentify.out.mkdir(parents=True, exist_ok=True)
+        queues.insert(0, Queue(DEIDENTIFY_QUEUE, connection=redis))  # the first queue is asked first
     worker = UnpackWorker(
-        [Queue(QUEUE, connection=redis)], connection=redis, name=name,
+        queues, connection=redis, name=name,
         job_monitoring_interval=heartbeat, maintenance_interval=heartbeat,
         # The wait for a job is worker_ttl - 15 s, and maintenance runs between waits.
         worker_ttl=heartbeat + 15,
@@ -146,8 +204,8 @@ def run_worker(setup: Setup, redis: Redis, *, heartbeat: int = HEARTBEAT, burst:
     return worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
 
 
-def status(redis: Redis) -> dict[str, Any]:
-    """How many jobs wait, run, finished and failed (the bench and the tests read it)."""
-    queue = Queue(QUEUE, connection=redis)
+def status(redis: Redis, name: str = QUEUE) -> dict[str, Any]:
+    """How many jobs of a queue wait, run, finished and failed (the bench and the tests read it)."""
+    queue = Queue(name, connection=redis)
     return {"queued": queue.count, "started": queue.started_job_registry.count,
             "finished": queue.finished_job_registry.count, "failed": queue.failed_job_registry.count}

@@ -1,19 +1,24 @@
 """`pcir-upload deidentify`: every unpacked contribution into released/ (may be published)
 and review/ (a person looks first), with a report of what was done to each file.
 
-A contribution is worked on in a scratch folder and moved into place, and a done marker is
-written last, atomically: a second run skips what is done, and a run stopped half-way redoes
-that contribution, whose outputs are deterministic. A contribution that fails is reported by
-its id and the others go on. Files are processed one at a time; pixel data stays on disk
+Each attempt at a contribution works in a scratch folder of its own
+(`OUT/.scratch/<id>/<attempt>`) and moves its files into place, each whole, only when all of
+them are made; its done marker is written last, atomically. A second run skips what is done,
+and an attempt stopped half-way (a killed worker) is simply made again: outputs are
+deterministic, so the rerun puts the same bytes at the same paths. Attempts of one
+contribution may run at once (queued jobs, repository/jobs.py): nothing one does undoes
+another's. A contribution that fails is reported by its id and the others go on. Files are processed one at a time; pixel data stays on disk
 (dcmread's defer_size) unless the pixel check reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
 import os
+import secrets
 import shutil
 import traceback
 from collections.abc import Callable
@@ -224,8 +229,12 @@ class Contribution:
         (folder / "summary.txt").write_text(summary(report), encoding="utf-8")
 
     def move_into_place(self) -> None:
-        """Released files join the shared subject/study/series tree one rename each; the
-        review folder replaces any left by an earlier, interrupted run."""
+        """Released files join the shared subject/study/series tree one rename each; then
+        the review folder, with the report, by one rename: once it is in place, so is every
+        file of the contribution. A review folder already in place is the whole result of
+        another attempt (one killed before its done marker, or one running at once): the
+        outputs being deterministic it is this one's too, and it is kept, as replacing it
+        would leave a moment with no report."""
         released = self.scratch / "released"
         if released.is_dir():
             for path in sorted(p for p in released.rglob("*") if p.is_file()):
@@ -233,10 +242,12 @@ class Contribution:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, target)
         review = self.out / "review" / self.cid
-        if review.exists():
-            shutil.rmtree(review)
         review.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.scratch / "review", review)
+        try:
+            os.rename(self.scratch / "review", review)  # refuses a non-empty target
+        except OSError:
+            if not (review / "report.json").is_file():
+                raise
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -266,23 +277,30 @@ def deidentify_contribution(folder: Path, out: Path, secret: bytes) -> str:
     cid = str(manifest.get("contribution_id", ""))
     if cid != folder.name:
         raise ValueError(f"its manifest names contribution {cid!r}")
-    done = out / DONE / cid
+    done, attempts = out / DONE / cid, out / SCRATCH / cid
     if done.exists():
+        shutil.rmtree(attempts, ignore_errors=True)  # what killed attempts left
         return "already done"
-    scratch = out / SCRATCH / cid
-    shutil.rmtree(scratch, ignore_errors=True)
+    scratch = attempts / secrets.token_hex(6)
     scratch.mkdir(parents=True)
-    contribution = Contribution(folder, out, secret, manifest, scratch)
-    contribution.run()
-    contribution.move_into_place()
-    shutil.rmtree(scratch, ignore_errors=True)
-    done.parent.mkdir(parents=True, exist_ok=True)
-    partial = done.with_name(done.name + ".partial")
-    partial.write_text(json.dumps({"released": sum(o.outcome == "released" for o in contribution.outcomes),
-                                   "review": sum(o.outcome == "review" for o in contribution.outcomes)}) + "\n")
-    os.replace(partial, done)
-    released = sum(o.outcome == "released" for o in contribution.outcomes)
-    return f"{released} released, {len(contribution.outcomes) - released} for review"
+    try:
+        contribution = Contribution(folder, out, secret, manifest, scratch)
+        contribution.run()
+        contribution.move_into_place()
+        # From the report in place, which may be another attempt's: the marker agrees with it.
+        report = json.loads((out / "review" / cid / "report.json").read_text(encoding="utf-8"))
+        counts = {"released": report["released"], "review": report["review"]}
+        (scratch / DONE).write_text(json.dumps(counts) + "\n")
+        done.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(scratch / DONE, done)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            attempts.rmdir()  # if no other attempt is in it
+    # Done: no other attempt's scratch folder is worth keeping (one still running finds its
+    # folder gone, fails, and its retry finds the contribution done).
+    shutil.rmtree(attempts, ignore_errors=True)
+    return f"{counts['released']} released, {counts['review']} for review"
 
 
 def deidentify_all(unpacked: Path, out: Path, secret: bytes, log: Callable[[str], None] = print) -> bool:

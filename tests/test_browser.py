@@ -98,8 +98,8 @@ def test_contribution_through_webkitdirectory(browser, site, keys, dicomdirtests
 
 
 def test_without_packer_workers_the_page_packs_in_its_own_worker(browser, keys, dicomdirtests, tmp_path) -> None:
-    """A browser that cannot start the packers (no workers inside workers, or their script
-    fails to load) still sends the disc, only more slowly."""
+    """A page that cannot start the packers (their script fails to load, say) still sends the
+    disc, only more slowly."""
     site_copy = tmp_path / "site"
     shutil.copytree(DIST, site_copy, copy_function=os.link)
     for packer in site_copy.glob("assets/*/packer.mjs*"):

@@ -163,4 +163,4 @@ def test_a_whole_contribution_in_webkit(tmp_path: Path, keys, dicomdirtests: Pat
     assert manifest["contribution_id"] == record["contribution_id"], "a new contribution was started"
     assert files_of(contribution / "files" / "disc-1") == files_of(disc)
     assert files_of(contribution / "files" / "documents") == files_of(docs[0].parent)
-    assert len(held["packers"]) >= 1, "packed without packer workers"  # nested workers exist here
+    assert len(held["packers"]) >= 1, "packed without packer workers"

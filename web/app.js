@@ -63,13 +63,36 @@ missingFeatures().then((missing) => {
 });
 
 // The worker loads Python (several MB) while the patient reads the welcome.
+const pyScript = document.querySelector('script[type="py"][worker]');
 const worker = (async () => {
-  const element = document.querySelector('script[type="py"][worker]');
-  while (!element.xworker) await new Promise((resolve) => setTimeout(resolve, 20));
-  element.xworker.addEventListener('message', ({ data }) => { if (data && data.pcir) fromWorker(data.pcir); });
-  await element.xworker.ready;
-  return element.xworker.sync;
+  while (!pyScript.xworker) await new Promise((resolve) => setTimeout(resolve, 20));
+  pyScript.xworker.addEventListener('message', ({ data }) => { if (data && data.pcir) fromWorker(data.pcir); });
+  await pyScript.xworker.ready;
+  return pyScript.xworker.sync;
 })();
+
+// The packers (web/packer.mjs: plain Pyodide workers that read, hash and compress on the other
+// cores) are started here, once Python is ready, and each is handed to the Python worker as
+// one end of a channel. Not by the Python worker itself: a Firefox worker that has started
+// workers of its own stalls now and then for good, its timers and messages never run again
+// (1 contribution in 10 hung there). One per core, two at most: the worker's own work is light.
+// A packer that fails to start (its script missing, say) is reported, and the worker packs
+// by itself, more slowly.
+const PACKERS = Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1));
+function startPackers() {
+  const ports = [];
+  for (let index = 0; index < PACKERS; index++) {
+    const packer = new Worker(new URL('./packer.mjs', import.meta.url), { type: 'module' });
+    const failed = (event) => pyScript.xworker.postMessage(
+      { pcirPackerFailed: String(event.message || 'a packer worker stopped') });
+    packer.addEventListener('error', failed);
+    packer.addEventListener('messageerror', failed);
+    const channel = new MessageChannel();
+    packer.postMessage({ port: channel.port1 }, [channel.port1]);
+    ports.push(channel.port2);
+  }
+  pyScript.xworker.postMessage({ pcirPackers: ports }, ports);
+}
 
 // What the worker tells the page, on the worker's own port, in order: what to store (workers
 // have no localStorage, and reaching the page's synchronously needs SharedArrayBuffer, which
@@ -138,7 +161,6 @@ async function startSession(fresh) {
     confirmations: confirmations().map((box) => box.value),
     fresh,
     stored: stored(),
-    packer: new URL('./packer.mjs', import.meta.url).href,  // the worker starts its helpers
   }));
   $('welcome-returning').hidden = !session.returning;
   $('welcome-unfinished').hidden = !session.unfinished;
@@ -151,6 +173,7 @@ async function startSession(fresh) {
 }
 
 worker.then(async () => {
+  startPackers();
   dropLibraryCaches();
   await startSession(false);
   $('ready-status').textContent = t('welcome.ready');

@@ -52,7 +52,7 @@ async function work() {
       await handle(message, data, error);
     } catch (failure) {
       // A fault of ours, not of the disc: the page's worker stops using packers and says so.
-      postMessage({ kind: 'broken', error: String(failure) });
+      send({ kind: 'broken', error: String(failure) });
       queue.length = 0;
     }
   }
@@ -67,24 +67,44 @@ async function handle(message, data, error) {
     const digesting = whole ? crypto.subtle.digest('SHA-256', data) : null;
     const answer = python.pack(message, data, error, whole);  // a plain object, made in Python
     if (digesting) answer.sha256 = hex(new Uint8Array(await digesting));
-    postMessage(answer, [answer.data.buffer]);
+    send(answer, [answer.data.buffer]);
   } else if (message.kind === 'reset') {
     python.reset();
   } else if (message.kind === 'report') {
-    postMessage({ kind: 'report', id: message.id, report: python.report() });
+    send({ kind: 'report', id: message.id, report: python.report() });
   }
 }
 
-onmessage = async ({ data: start }) => {
-  // The first message says where our wheel is; later ones wait in the queue until Python runs.
-  onmessage = ({ data: message }) => { queue.push({ message, read: null }); work(); };
+// The page starts us and hands us one end of a channel whose other end it gives the Python
+// worker (app.js, startPackers): we talk to that worker on the port, never on our own
+// postMessage. The first message on the port says where our wheel is; later ones wait in the
+// queue until Python runs, except `stop`, which ends us at once.
+let port = null;
+const send = (message, transfer = []) => port.postMessage(message, transfer);
+
+async function start(wheels) {
   try {
     const pyodide = await loadPyodide();
-    await pyodide.loadPackage(start.wheels);
+    await pyodide.loadPackage(wheels);
     python = pyodide.pyimport('pcir_upload.page.browser.packer');
-    postMessage({ kind: 'ready' });
+    send({ kind: 'ready' });
     work();
   } catch (failure) {
-    postMessage({ kind: 'failed', error: String(failure) });
+    send({ kind: 'failed', error: String(failure) });
   }
+}
+
+onmessage = ({ data }) => {
+  ({ port } = data);
+  let started = false;
+  port.onmessage = ({ data: message }) => {
+    if (message.kind === 'stop') close();
+    else if (!started) {
+      started = true;
+      start(message.wheels);
+    } else {
+      queue.push({ message, read: null });
+      work();
+    }
+  };
 };

@@ -5,9 +5,8 @@ Reading, hashing and compressing is most of a contribution's work. In one worker
 about 50 MB/s here, and the network, sealing and framing wait their turn; with packers (plain
 Pyodide workers, web/packer.mjs) doing it, the page's worker only puts their pieces in order.
 Each file goes to the packer with the least work waiting, and all of its pieces to the same
-one, which keeps its Zstandard state between them. A browser that cannot start them (no nested
-workers) packs in its own worker instead, more slowly, as does a contribution started before
-they are ready: nothing but the speed depends on them.
+one, which keeps its Zstandard state between them. Where they cannot start, this worker packs
+by itself, more slowly: nothing but the speed depends on them.
 """
 
 from __future__ import annotations
@@ -34,35 +33,28 @@ class PackerFailed(RuntimeError):
 
 
 class _Worker:
-    def __init__(self, worker: Any):
-        self.worker = worker
+    def __init__(self, port: Any):
+        self.port = port  # our end of the page's channel to this packer
         self.waiting = 0  # disc bytes handed to it and not answered yet
         self.answers: dict[int, tuple[asyncio.Future[Any], int]] = {}  # id -> (future, bytes)
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class PackerPool:
-    """The packer workers of this visit. `start()` once, early (Pyodide takes seconds to load);
-    `packer(files)` for each contribution."""
+    """The packer workers of this visit, which the page starts (app.js, startPackers) and hands
+    us as ports: `start(ports)` once, early (Pyodide takes seconds to load); `packer(files)`
+    for each contribution."""
 
-    def __init__(self, url: str, wheels: list[str], count: int):
-        self._url = url
+    def __init__(self, wheels: list[str]):
         self._wheels = wheels
-        self._count = count
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
         self._handlers: list[Any] = []
         self.ready = asyncio.get_event_loop().create_future()  # True, or False: pack here
 
-    @staticmethod
-    def spare_cores() -> int:
-        """Packers worth starting: one per core, up to two (this worker's own work is light)."""
-        if not hasattr(js, "Worker"):  # no workers inside workers (older Safari)
-            return 0
-        return max(1, min(MAX_PACKERS, int(getattr(js.navigator, "hardwareConcurrency", 1) or 1)))
-
-    async def start(self) -> None:
+    async def start(self, ports: list[Any]) -> None:
         try:
-            started = [self._start_one() for _ in range(self._count)]
+            started = [self._start_one(port) for port in ports]
             await asyncio.wait_for(asyncio.gather(*started), START_TIMEOUT)
             ok = bool(self._workers)
         except Exception:
@@ -72,19 +64,17 @@ class PackerPool:
         if not self.ready.done():
             self.ready.set_result(ok)
 
-    async def _start_one(self) -> None:
-        worker = js.Worker.new(self._url, js_object({"type": "module"}))
-        started = asyncio.get_running_loop().create_future()
-        entry = _Worker(worker)
+    async def _start_one(self, port: Any) -> None:
+        entry = _Worker(port)
         self._workers.append(entry)
 
         def on_message(event: Any) -> None:
             message = event.data
             kind = str(message.kind)
-            if kind == "ready" and not started.done():
-                started.set_result(None)
-            elif kind == "failed" and not started.done():
-                started.set_exception(PackerFailed(str(message.error)))
+            if kind == "ready" and not entry.started.done():
+                entry.started.set_result(None)
+            elif kind == "failed" and not entry.started.done():
+                entry.started.set_exception(PackerFailed(str(message.error)))
             elif kind == "broken":
                 self._stop(PackerFailed(f"a packer failed: {message.error}"))
             elif kind in ("piece", "report"):
@@ -96,23 +86,29 @@ class PackerPool:
                         future.set_result(message)
 
         def on_error(event: Any) -> None:
-            failure = PackerFailed(str(getattr(event, "message", "") or "a packer worker stopped"))
-            if not started.done():
-                started.set_exception(failure)
-            self._stop(failure)
+            self.failed("a packer's message could not be read", entry)
 
-        for name, handler in (("message", on_message), ("error", on_error), ("messageerror", on_error)):
+        for name, handler in (("message", on_message), ("messageerror", on_error)):
             proxy = create_proxy(handler)
             self._handlers.append(proxy)
-            worker.addEventListener(name, proxy)
-        worker.postMessage(js_object({"wheels": self._wheels}))
-        await started
+            port.addEventListener(name, proxy)
+        port.start()
+        port.postMessage(js_object({"wheels": self._wheels}))
+        await entry.started
+
+    def failed(self, error: str, entry: _Worker | None = None) -> None:
+        """A packer stopped (the page saw its worker fail, or it ran out of memory, say)."""
+        failure = PackerFailed(error or "a packer worker stopped")
+        for one in [entry] if entry else self._workers:
+            if not one.started.done():
+                one.started.set_exception(failure)
+        self._stop(failure)
 
     def _stop(self, failure: PackerFailed | None = None) -> None:
         """No more packers this visit (one died, or they did not start): what they were asked
         fails, and later contributions pack in this worker."""
         for entry in self._workers:
-            entry.worker.terminate()
+            entry.port.postMessage(js_object({"kind": "stop"}))
             for future, _ in entry.answers.values():
                 if not future.done():
                     future.set_exception(failure or PackerFailed("the packers were stopped"))
@@ -124,7 +120,7 @@ class PackerPool:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         entry.answers[ident] = (future, size)
         entry.waiting += size
-        entry.worker.postMessage(js_object({**message, "id": ident}))
+        entry.port.postMessage(js_object({**message, "id": ident}))
         return future
 
     def packer(self, files: Mapping[str, Any]) -> Packer:
@@ -136,7 +132,7 @@ class PackerPool:
     def forget(self) -> None:
         """The contribution is over: the packers drop any file they were part way through."""
         for entry in self._workers:
-            entry.worker.postMessage(js_object({"kind": "reset"}))
+            entry.port.postMessage(js_object({"kind": "reset"}))
 
     async def report(self) -> list[dict[str, Any]]:
         """What each packer still holds (see `packer.report`)."""

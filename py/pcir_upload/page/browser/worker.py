@@ -107,16 +107,19 @@ def listen(name: str) -> str:
     return json.dumps({})
 
 
-def _start_packers(script: str | None) -> None:
-    """Start loading the packers (web/packer.mjs, at the URL the page gives; seconds of work)
-    while the patient reads and chooses."""
+def from_page(event: Any) -> None:
+    """What the page posts on this worker's own port (app.js, startPackers): the ends of its
+    channels to the packers it started, and which of them failed."""
     global _packers
-    ours = [url for url in _wheels if "/pcir_upload-" in url]
-    count = PackerPool.spare_cores()
-    if _packers is not None or not script or not ours or not count:
-        return
-    _packers = PackerPool(script, ours, count)
-    asyncio.ensure_future(_packers.start())
+    data = event.data
+    ports = getattr(data, "pcirPackers", None)
+    if ports is not None and _packers is None:
+        ours = [url for url in _wheels if "/pcir_upload-" in url]
+        _packers = PackerPool(ours)
+        asyncio.ensure_future(_packers.start(list(ports)))
+    failed = getattr(data, "pcirPackerFailed", None)
+    if isinstance(failed, str) and _packers is not None:
+        _packers.failed(failed)
 
 
 def session(options: str) -> str:
@@ -127,7 +130,6 @@ def session(options: str) -> str:
     """
     global _session
     chosen = json.loads(options)
-    _start_packers(chosen.get("packer"))
     fresh = bool(chosen.get("fresh"))
     storage.seed(chosen.get("stored") or {})
     marker = None if fresh else parse_marker(storage.load())

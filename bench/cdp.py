@@ -254,3 +254,40 @@ def memory_bytes(pids: list[int]) -> int:
         except OSError:
             pass
     return total
+
+
+def process_kind(pid: int) -> str:
+    """What a Chromium process is, from its command line: browser, renderer, gpu-process,
+    zygote, or a utility's service (network, storage, audio...)."""
+    try:
+        # Chromium rewrites its process title: the arguments are joined by spaces, not NULs.
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+    except OSError:
+        return "gone"
+    flags = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    kind = flags.get("--type", "browser")
+    if kind == "utility":
+        service = flags.get("--utility-sub-type", "")
+        return "utility:" + service.split(".")[0]  # network.mojom.NetworkService -> network
+    return kind
+
+
+def memory_by_kind(pids: list[int]) -> dict[str, dict[str, int]]:
+    """PSS by process kind (summed over processes of one kind), split into anonymous memory,
+    file-backed pages (the binary, fonts, the cache) and shared memory (Mojo data pipes,
+    shared buffers between processes), in bytes: to see which process holds what."""
+    kinds: dict[str, dict[str, int]] = {}
+    for pid in pids:
+        kind = process_kind(pid)
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        entry = kinds.setdefault(kind, {"processes": 0, "pss": 0, "anon": 0, "file": 0, "shmem": 0})
+        entry["processes"] += 1
+        for line in lines:
+            name, _, rest = line.partition(":")
+            field = {"Pss": "pss", "Pss_Anon": "anon", "Pss_File": "file", "Pss_Shmem": "shmem"}.get(name)
+            if field:
+                entry[field] += int(rest.split()[0]) * 1024
+    return kinds

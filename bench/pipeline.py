@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cdp import CDP, CDPError, Chromium, memory_bytes  # noqa: E402
+from cdp import CDP, CDPError, Chromium, memory_by_kind, memory_bytes  # noqa: E402
 from ctdisc import ct_folder, ct_volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,6 +215,10 @@ class Peaks:
     page_js_heap: int = 0
     chromium_pss: int = 0
     samples: int = 0
+    # PSS by process kind (cdp.memory_by_kind), and the wasm memories and JS heaps of each
+    # worker, once when Python is ready and again at the sample of the highest total PSS.
+    at_ready: dict[str, Any] = field(default_factory=dict)
+    at_peak: dict[str, Any] = field(default_factory=dict)
 
     def take(self, **values: int) -> None:
         for name, value in values.items():
@@ -311,13 +315,24 @@ class PageDriver:
         """One memory sample of worker, page and the whole browser."""
         if not self.memory:
             return
-        values = {"chromium_pss": memory_bytes(self.browser.pids()),
+        kinds = memory_by_kind(self.browser.pids())
+        values = {"chromium_pss": sum(k["pss"] for k in kinds.values()),
                   "page_js_heap": int(self.cdp.send("Runtime.getHeapUsage", {}, self.page)["usedSize"])}
         wasm = [int(self.evaluate(WASM_BYTES, worker)) for worker in self.workers]
-        heaps = [int(self.cdp.send("Runtime.getHeapUsage", {}, worker)["usedSize"]) for worker in self.workers]
+        usage = [self.cdp.send("Runtime.getHeapUsage", {}, worker) for worker in self.workers]
+        heaps = [int(u["usedSize"]) for u in usage]
+        # ArrayBuffers' contents live outside the JS heap (read pieces, chunks on their way to
+        # WebCrypto and fetch): Chromium reports them as backingStorageSize.
+        buffers = [int(u.get("backingStorageSize", -1)) for u in usage]
         if wasm:  # the first worker is the page's own; any others are its packers
             values.update(worker_wasm=wasm[0], worker_js_heap=heaps[0],
                           packers_wasm=sum(wasm[1:]), packers_js_heap=sum(heaps[1:]))
+        snapshot = {"pss": kinds, "wasm": wasm, "js_heaps": heaps, "buffers": buffers,
+                    "page_js_heap": values["page_js_heap"]}
+        if not peaks.samples:
+            peaks.at_ready = snapshot
+        if values["chromium_pss"] > peaks.chromium_pss:
+            peaks.at_peak = snapshot
         peaks.take(**values)
         peaks.samples += 1
 
@@ -379,6 +394,7 @@ def contribute(url: str, folder: Path, expected_files: int, figures: Figures, me
     try:
         page = PageDriver(browser, url, memory)
         figures.python_ready_s = page.open()
+        page.sample(figures.peaks)  # the first sample: memory at ready
         log(f"Python ready after {figures.python_ready_s:.1f} s; handing over the folder")
         page.agree()
         page.hand_folder(folder)
@@ -563,7 +579,24 @@ def report(figures: Figures, what: str) -> list[tuple[str, str]]:
     print(f"pcir-upload pipeline benchmark of {what}")
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+    for name, snapshot in (("at ready", p.at_ready), ("at peak", p.at_peak)):
+        if snapshot:
+            print_breakdown(name, snapshot)
     return rows
+
+
+def print_breakdown(name: str, snapshot: dict[str, Any]) -> None:
+    """PSS by process kind (anon / file / shmem) and each worker's wasm memory and JS heap."""
+    mib = 2**20
+    kinds = snapshot["pss"]
+    print(f"  PSS {name}: {sum(k['pss'] for k in kinds.values()) / mib:.0f} MiB")
+    for kind, k in sorted(kinds.items(), key=lambda kv: -kv[1]["pss"]):
+        print(f"    {kind:<22} {k['processes']} proc  {k['pss'] / mib:6.0f} MiB  (anon {k['anon'] / mib:.0f}, "
+              f"file {k['file'] / mib:.0f}, shmem {k['shmem'] / mib:.0f})")
+    workers = ", ".join(f"{w / mib:.0f} + {h / mib:.1f} + {b / mib:.1f}"
+                        for w, h, b in zip(snapshot["wasm"], snapshot["js_heaps"], snapshot["buffers"]))
+    print(f"    workers' wasm + JS heap + ArrayBuffers (MiB; the page's worker first): {workers}; "
+          f"page JS heap {snapshot['page_js_heap'] / mib:.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,14 +17,12 @@ import json
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
-import js
 from pyodide.ffi import create_proxy
 
 from pcir_upload.page.package.package import LocalPacker, Packer, Piece, PieceRequest
 from pcir_upload.page.browser._js import from_js, js_object
 from pcir_upload.page.browser.files import BrowserDisc
 
-MAX_PACKERS = 2
 START_TIMEOUT = 60.0  # seconds for a packer to load Pyodide; it is cached after the first
 
 
@@ -86,7 +84,7 @@ class PackerPool:
                         future.set_result(message)
 
         def on_error(event: Any) -> None:
-            self.failed("a packer's message could not be read", entry)
+            self.failed("a packer's message could not be read")
 
         for name, handler in (("message", on_message), ("messageerror", on_error)):
             proxy = create_proxy(handler)
@@ -96,12 +94,12 @@ class PackerPool:
         port.postMessage(js_object({"wheels": self._wheels}))
         await entry.started
 
-    def failed(self, error: str, entry: _Worker | None = None) -> None:
+    def failed(self, error: str) -> None:
         """A packer stopped (the page saw its worker fail, or it ran out of memory, say)."""
         failure = PackerFailed(error or "a packer worker stopped")
-        for one in [entry] if entry else self._workers:
-            if not one.started.done():
-                one.started.set_exception(failure)
+        for entry in self._workers:
+            if not entry.started.done():
+                entry.started.set_exception(failure)
         self._stop(failure)
 
     def _stop(self, failure: PackerFailed | None = None) -> None:

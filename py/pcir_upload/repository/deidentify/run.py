@@ -7,8 +7,9 @@ them are made; its done marker is written last, atomically. A second run skips w
 and an attempt stopped half-way (a killed worker) is simply made again: outputs are
 deterministic, so the rerun puts the same bytes at the same paths. Attempts of one
 contribution may run at once (queued jobs, repository/jobs.py): nothing one does undoes
-another's. A contribution that fails is reported by its id and the others go on. Files are processed one at a time; pixel data stays on disk
-(dcmread's defer_size) unless the pixel check reads it.
+another's. A contribution that fails is reported by its id and the others go on. Files are
+processed one at a time; pixel data stays on disk (dcmread's defer_size) unless the pixel
+check reads it.
 """
 
 from __future__ import annotations
